@@ -1,0 +1,37 @@
+"""The hook that keeps pruned weights at exactly zero inside the train step."""
+
+import keras
+from keras import ops
+
+
+class MaskConstraint(keras.constraints.Constraint):
+    """Multiplies a weight by its mask after the user's own constraint.
+
+    Keras applies a variable's constraint right after every optimizer update,
+    inside the compiled (and jitted, distributed, multi-step) train function,
+    so pruned weights stay exactly 0.0 whatever the optimizer does.
+    `LotteryWrapper` installs it; users never build one themselves.
+
+    Args:
+        mask: a float `keras.Variable` of the weight's shape (1 keeps, 0 prunes).
+        inner: the constraint the weight had before, or None.
+
+    Example:
+    >>> mask = keras.Variable([1.0, 0.0], trainable=False)
+    >>> w = MaskConstraint(mask)(keras.ops.ones((2,)))
+    >>> keras.ops.convert_to_numpy(w).tolist()
+    [1.0, 0.0]
+    """
+
+    def __init__(self, mask, inner=None):
+        self.mask = mask
+        self.inner = inner
+
+    def __call__(self, w):
+        if self.inner is not None:
+            w = self.inner(w)
+        return w * ops.cast(self.mask, w.dtype)
+
+    def get_config(self):
+        # The mask is a variable: `LotteryWrapper.build` re-attaches it.
+        return {}

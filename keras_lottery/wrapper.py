@@ -1,0 +1,296 @@
+"""`LotteryWrapper`: where a layer's lottery-ticket state lives.
+
+For each prunable weight `w` of the wrapped layer the wrapper holds three
+non-trainable variables of `w`'s shape:
+
+- `<name>_mask`: 1.0 where the weight survives, 0.0 where it is pruned;
+- `<name>_init`: the initial weights θ0, taken when the wrapper is built
+  (`keras_lottery.wrap` re-takes it after copying the model's weights in);
+- `<name>_rewind`: the rewind point θk (equal to θ0 until the IMP callback
+  takes a snapshot at iteration k).
+
+`w` itself gets a `MaskConstraint`, so after every optimizer update it is
+multiplied by its mask inside the compiled train step. The forward pass is
+the wrapped layer's own: masking costs one multiply per weight per step.
+"""
+
+import keras
+import numpy as np
+from keras import ops
+
+from keras_lottery import registry
+from keras_lottery.mask_constraint import MaskConstraint
+
+INIT = "init"
+REWIND = "rewind"
+_SNAPSHOTS = (INIT, REWIND)
+
+
+class PrunableWeight:
+    """One prunable weight and its lottery state (read-only record).
+
+    Attributes:
+        name: the weight's name within the layer, e.g. "kernel".
+        variable: the weight itself.
+        mask: float mask variable.
+        snapshots: `{"init": θ0 variable, "rewind": θk variable}`.
+    """
+
+    def __init__(self, name, variable, mask, snapshots):
+        self.name = name
+        self.variable = variable
+        self.mask = mask
+        self.snapshots = snapshots
+
+    def __repr__(self):
+        return f"PrunableWeight({self.name!r}, shape={tuple(self.variable.shape)})"
+
+
+@keras.saving.register_keras_serializable(package="keras_lottery")
+class LotteryWrapper(keras.layers.Wrapper):
+    """Holds masks and θ0/θk snapshots for the prunable weights of a layer.
+
+    Prunable by default: kernels of Dense, EinsumDense, Conv1D/2D/3D and their
+    Transpose, DepthwiseConv1D/2D, both kernels of SeparableConv1D/2D, and
+    Embedding's embeddings. Custom layers: `register_prunable` or a
+    `get_prunable_weights()` method on the layer.
+
+    The wrapper takes the wrapped layer's name, so `model.get_layer(name)` and
+    per-layer pruning rates use the names you gave your layers.
+
+    Args:
+        layer: the `keras.layers.Layer` to wrap.
+        **kwargs: passed to `keras.layers.Wrapper` (e.g. `name`).
+
+    Example:
+    >>> dense = LotteryWrapper(keras.layers.Dense(4))
+    >>> y = dense(keras.ops.ones((2, 3)))
+    >>> sorted(dense.get_masks())
+    ['kernel']
+    """
+
+    def __init__(self, layer, **kwargs):
+        if isinstance(layer, LotteryWrapper):
+            raise ValueError(
+                f"Layer '{layer.name}' is already a LotteryWrapper; wrap each "
+                "layer (or model) only once."
+            )
+        if not isinstance(layer, keras.layers.Layer):
+            raise TypeError(
+                "LotteryWrapper expects a keras.layers.Layer; received "
+                f"{layer!r} of type {type(layer).__name__}."
+            )
+        if isinstance(layer, keras.Model):
+            raise TypeError(
+                f"LotteryWrapper wraps single layers, not models; use "
+                f"keras_lottery.wrap({layer.name!r}-model) to wrap every "
+                "prunable layer of a model."
+            )
+        if not registry.is_prunable(layer):
+            raise ValueError(
+                f"Layer '{layer.name}' of type {type(layer).__name__} has no "
+                "prunable weights. Register them with "
+                f"keras_lottery.register_prunable({type(layer).__name__}, "
+                "['kernel', ...]), give the layer a get_prunable_weights() "
+                "method, or leave it unwrapped."
+            )
+        kwargs.setdefault("name", layer.name)
+        kwargs.setdefault("dtype", layer.dtype_policy)
+        super().__init__(layer, **kwargs)
+        self._prunable = []
+
+    def build(self, input_shape=None):
+        super().build(input_shape)
+        self._create_lottery_state()
+        self.built = True
+
+    def _create_lottery_state(self):
+        # Creation order is fixed (weight order, then mask/init/rewind) so
+        # `.keras` files load back into the right variables.
+        self._prunable = []
+        for name, variable in registry.get_prunable_weights(self.layer):
+            shape = tuple(variable.shape)
+            mask = self.add_weight(
+                name=f"{name}_mask",
+                shape=shape,
+                dtype="float32",
+                initializer="ones",
+                trainable=False,
+                aggregation="only_first_replica",
+            )
+            snapshots = {}
+            for which in _SNAPSHOTS:
+                snapshot = self.add_weight(
+                    name=f"{name}_{which}",
+                    shape=shape,
+                    dtype=variable.dtype,
+                    initializer="zeros",
+                    trainable=False,
+                    aggregation="only_first_replica",
+                )
+                snapshot.assign(variable.value)
+                snapshots[which] = snapshot
+            inner = variable.constraint
+            if isinstance(inner, MaskConstraint):
+                inner = inner.inner
+            variable.constraint = MaskConstraint(mask, inner)
+            self._prunable.append(PrunableWeight(name, variable, mask, snapshots))
+
+    def call(self, inputs, *args, **kwargs):
+        return self.layer(inputs, *args, **kwargs)
+
+    def compute_output_shape(self, input_shape):
+        return self.layer.compute_output_shape(input_shape)
+
+    def compute_mask(self, inputs, mask=None):
+        return self.layer.compute_mask(inputs, mask)
+
+    @property
+    def prunable_weights(self):
+        """The `PrunableWeight` records of this layer, in a fixed order."""
+        self._require_built()
+        return list(self._prunable)
+
+    def get_masks(self):
+        """`{weight name: bool array}`, True where the weight survives.
+
+        Example:
+        >>> w = LotteryWrapper(keras.layers.Dense(2))
+        >>> w.build((None, 3))
+        >>> w.get_masks()["kernel"].all()
+        np.True_
+        """
+        self._require_built()
+        return {
+            p.name: ops.convert_to_numpy(p.mask.value) > 0.5 for p in self._prunable
+        }
+
+    def set_masks(self, masks):
+        """Assigns masks and zeroes the weights they prune.
+
+        Args:
+            masks: `{weight name: bool array}` for some or all weights.
+
+        Example:
+        >>> w = LotteryWrapper(keras.layers.Dense(1, kernel_initializer="ones"))
+        >>> w.build((None, 2))
+        >>> w.set_masks({"kernel": np.array([[True], [False]])})
+        >>> keras.ops.convert_to_numpy(w.layer.kernel).ravel().tolist()
+        [1.0, 0.0]
+        """
+        self._require_built()
+        by_name = {p.name: p for p in self._prunable}
+        unknown = sorted(set(masks) - set(by_name))
+        if unknown:
+            raise ValueError(
+                f"Layer '{self.name}' has no prunable weights named {unknown}; "
+                f"it has {sorted(by_name)}."
+            )
+        for name, mask in masks.items():
+            p = by_name[name]
+            mask = np.asarray(mask)
+            if mask.shape != tuple(p.variable.shape):
+                raise ValueError(
+                    f"Mask for '{self.name}/{name}' has shape {mask.shape}; "
+                    f"the weight has shape {tuple(p.variable.shape)}."
+                )
+            p.mask.assign(mask.astype("float32"))
+            values = ops.convert_to_numpy(p.variable.value)
+            p.variable.assign(values * mask.astype(values.dtype))
+
+    def take_snapshot(self, which=INIT):
+        """Copies the current weights into the θ0 (`"init"`) or θk
+        (`"rewind"`) snapshot.
+
+        Example:
+        >>> w = LotteryWrapper(keras.layers.Dense(2))
+        >>> w.build((None, 3))
+        >>> w.take_snapshot("rewind")
+        """
+        self._require_built()
+        _check_snapshot(which)
+        for p in self._prunable:
+            p.snapshots[which].assign(p.variable.value)
+
+    def get_snapshot(self, which=INIT):
+        """`{weight name: array}` of the θ0 (`"init"`) or θk (`"rewind"`)
+        snapshot.
+
+        Example:
+        >>> w = LotteryWrapper(keras.layers.Dense(2))
+        >>> w.build((None, 3))
+        >>> w.get_snapshot("init")["kernel"].shape
+        (3, 2)
+        """
+        self._require_built()
+        _check_snapshot(which)
+        return {
+            p.name: ops.convert_to_numpy(p.snapshots[which].value)
+            for p in self._prunable
+        }
+
+    def set_snapshot(self, values, which=INIT):
+        """Overwrites a snapshot with `{weight name: array}` values.
+
+        Example:
+        >>> w = LotteryWrapper(keras.layers.Dense(2))
+        >>> w.build((None, 3))
+        >>> w.set_snapshot({"kernel": np.zeros((3, 2))}, "init")
+        """
+        self._require_built()
+        _check_snapshot(which)
+        by_name = {p.name: p for p in self._prunable}
+        for name, value in values.items():
+            if name not in by_name:
+                raise ValueError(
+                    f"Layer '{self.name}' has no prunable weight '{name}'; "
+                    f"it has {sorted(by_name)}."
+                )
+            target = by_name[name].snapshots[which]
+            value = np.asarray(value)
+            if value.shape != tuple(target.shape):
+                raise ValueError(
+                    f"Snapshot for '{self.name}/{name}' has shape "
+                    f"{value.shape}; the weight has shape {tuple(target.shape)}."
+                )
+            target.assign(value)
+
+    def rewind(self, which=INIT):
+        """Sets every prunable weight to `snapshot * mask`.
+
+        Example:
+        >>> w = LotteryWrapper(keras.layers.Dense(2))
+        >>> w.build((None, 3))
+        >>> w.rewind("init")
+        """
+        self._require_built()
+        _check_snapshot(which)
+        for p in self._prunable:
+            p.variable.assign(p.snapshots[which].value * p.mask.value)
+
+    def apply_masks(self):
+        """Multiplies every prunable weight by its mask (idempotent).
+
+        Example:
+        >>> w = LotteryWrapper(keras.layers.Dense(2))
+        >>> w.build((None, 3))
+        >>> w.apply_masks()
+        """
+        self._require_built()
+        for p in self._prunable:
+            p.variable.assign(p.variable.value * p.mask.value)
+
+    def _require_built(self):
+        if not self.built:
+            raise ValueError(
+                f"LotteryWrapper '{self.name}' is not built yet, so it has no "
+                "masks. Build the model first (call it on data or "
+                "`model.build(input_shape)`)."
+            )
+
+
+def _check_snapshot(which):
+    if which not in _SNAPSHOTS:
+        raise ValueError(
+            f"Snapshot must be one of {_SNAPSHOTS}; received {which!r}."
+        )
