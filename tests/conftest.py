@@ -1,0 +1,48 @@
+"""Test setup: TensorFlow backend by default, two logical CPU devices.
+
+The CPU is split before any TensorFlow op runs so MirroredStrategy tests have
+two replicas on a 2-core machine.
+"""
+
+import os
+
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+if keras.backend.backend() == "tensorflow":
+    import tensorflow as tf
+
+    _cpus = tf.config.list_physical_devices("CPU")
+    tf.config.set_logical_device_configuration(
+        _cpus[0], [tf.config.LogicalDeviceConfiguration()] * 2
+    )
+
+
+@pytest.fixture(autouse=True)
+def _seed_and_policy():
+    keras.utils.set_random_seed(1234)
+    yield
+    keras.mixed_precision.set_global_policy("float32")
+    keras.backend.clear_session()
+
+
+def mlp(input_dim=12, hidden=(16, 8), outputs=3, name=None):
+    """A small functional MLP with named layers fc0, fc1, ..., out."""
+    inputs = keras.Input((input_dim,))
+    x = inputs
+    for i, units in enumerate(hidden):
+        x = keras.layers.Dense(units, activation="relu", name=f"fc{i}")(x)
+    outputs_ = keras.layers.Dense(outputs, name="out")(x)
+    return keras.Model(inputs, outputs_, name=name)
+
+
+def classification_data(n=96, input_dim=12, classes=3, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, input_dim)).astype("float32")
+    w = rng.normal(size=(input_dim, classes)).astype("float32")
+    y = np.argmax(x @ w, axis=1)
+    return x, y
