@@ -1,0 +1,61 @@
+"""IMP under tf.distribute.MirroredStrategy on two logical CPU devices."""
+
+import keras
+import numpy as np
+import pytest
+
+import keras_lottery as kl
+from conftest import classification_data
+from conftest import mlp
+
+tf = pytest.importorskip("tensorflow")
+pytestmark = pytest.mark.skipif(
+    keras.backend.backend() != "tensorflow", reason="tf.distribute needs the TF backend"
+)
+
+
+def _run(strategy=None):
+    keras.utils.set_random_seed(3)
+    scope = strategy.scope() if strategy else _nullcontext()
+    with scope:
+        model = kl.wrap(mlp())
+        model.compile(keras.optimizers.SGD(0.1, momentum=0.9), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    imp = kl.IterativeMagnitudePruning(rounds=3, epochs_per_round=2, rewind_to=3, verbose=0)
+    x, y = classification_data()
+    model.fit(x, y, batch_size=16, epochs=imp.total_epochs, callbacks=[imp], verbose=0, shuffle=False)
+    return model, imp
+
+
+class _nullcontext:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *args):
+        return False
+
+
+def test_mirrored_matches_single_device():
+    devices = tf.config.list_logical_devices("CPU")
+    assert len(devices) >= 2, "conftest should split the CPU in two"
+    strategy = tf.distribute.MirroredStrategy([d.name for d in devices[:2]])
+    mirrored, imp_m = _run(strategy)
+    single, imp_s = _run()
+    for a, b in zip(imp_m.mask_history, imp_s.mask_history):
+        assert a.keys() == b.keys()
+        for key in a:
+            np.testing.assert_array_equal(a[key], b[key])
+    for wm, ws in zip(kl.find_wrappers(mirrored), kl.find_wrappers(single)):
+        for pm, ps in zip(wm.prunable_weights, ws.prunable_weights):
+            np.testing.assert_allclose(
+                keras.ops.convert_to_numpy(pm.variable.value),
+                keras.ops.convert_to_numpy(ps.variable.value), atol=1e-4,
+            )
+            # Every replica holds the same mask, snapshot and weight.
+            for var in (pm.mask, pm.snapshots["rewind"], pm.variable):
+                replicas = [np.asarray(v) for v in var.value.values]
+                assert len(replicas) == 2
+                np.testing.assert_array_equal(replicas[0], replicas[1])
+            values = keras.ops.convert_to_numpy(pm.variable.value)
+            mask = keras.ops.convert_to_numpy(pm.mask.value) > 0.5
+            assert np.all(values[~mask] == 0)
+    assert imp_m.rewind_step == imp_s.rewind_step == 3
