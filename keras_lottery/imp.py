@@ -97,14 +97,14 @@ class IterativeMagnitudePruning(keras.callbacks.Callback):
     Example:
     >>> import numpy as np
     >>> model = keras_lottery.wrap(keras.Sequential([
-    ...     keras.Input((8,)), keras.layers.Dense(16, activation="relu"),
-    ...     keras.layers.Dense(2)]))
+    ...     keras.Input((8,)), keras.layers.Dense(16, name="dense"),
+    ...     keras.layers.Dense(2, name="out")]))
     >>> model.compile("adam", "mse")
     >>> imp = IterativeMagnitudePruning(rounds=3, epochs_per_round=1, verbose=0)
     >>> _ = model.fit(np.ones((32, 8)), np.ones((32, 2)), verbose=0,
     ...               epochs=imp.total_epochs, callbacks=[imp])
-    >>> [round(row["density"], 3) for row in imp.results]
-    [1.0, 0.8, 0.64]
+    >>> [row["layer_density"]["dense"] for row in imp.results]
+    [1.0, 0.796875, 0.640625]
     """
 
     def __init__(

@@ -88,8 +88,9 @@ class Geometric(RoundSchedule):
 
     Example:
     >>> s = Geometric({"default": 0.2, "output": 0.1})
-    >>> s.layer_targets(1, 0, ["fc1", "out"], ["out"])
-    {'fc1': 0.2, 'out': 0.1}
+    >>> t = s.layer_targets(2, 0, ["fc1", "out"], ["out"])
+    >>> round(t["fc1"], 4), round(t["out"], 4)
+    (0.36, 0.19)
     """
 
     def __init__(self, rate=0.2):

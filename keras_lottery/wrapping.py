@@ -118,9 +118,10 @@ def find_wrappers(model):
     model order.
 
     Example:
-    >>> model = wrap(keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)]))
+    >>> model = wrap(keras.Sequential([keras.Input((3,)),
+    ...                               keras.layers.Dense(2, name="fc")]))
     >>> [w.name for w in find_wrappers(model)]
-    ['dense']
+    ['fc']
     """
     seen = set()
     wrappers = []
@@ -221,9 +222,10 @@ def layer_masks(model):
     """`{"layer/weight": bool array}` for every wrapped weight of `model`.
 
     Example:
-    >>> model = wrap(keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)]))
+    >>> model = wrap(keras.Sequential([keras.Input((3,)),
+    ...                               keras.layers.Dense(2, name="fc")]))
     >>> sorted(layer_masks(model))
-    ['dense/kernel']
+    ['fc/kernel']
     """
     masks = {}
     for wrapper in find_wrappers(model):
@@ -236,8 +238,9 @@ def set_layer_masks(model, masks):
     """Assigns `{"layer/weight": bool array}` masks to a wrapped model.
 
     Example:
-    >>> model = wrap(keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)]))
-    >>> set_layer_masks(model, {"dense/kernel": np.ones((3, 2), bool)})
+    >>> model = wrap(keras.Sequential([keras.Input((3,)),
+    ...                               keras.layers.Dense(2, name="fc")]))
+    >>> set_layer_masks(model, {"fc/kernel": np.ones((3, 2), bool)})
     """
     by_layer = {}
     for key, mask in masks.items():
