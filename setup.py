@@ -6,9 +6,17 @@ EXTRAS = {
     "tfmot": ["tensorflow-model-optimization>=0.8", "tf-keras"],
     "datasets": ["tensorflow-datasets"],
     "examples": ["scikit-learn", "matplotlib"],
+    "export": ["ai-edge-litert"],
 }
 EXTRAS["test"] = sorted(
-    {"pytest", "hypothesis", *EXTRAS["tfmot"], *EXTRAS["datasets"], *EXTRAS["examples"]}
+    {
+        "pytest",
+        "hypothesis",
+        *EXTRAS["tfmot"],
+        *EXTRAS["datasets"],
+        *EXTRAS["examples"],
+        *EXTRAS["export"],
+    }
 )
 
 setuptools.setup(

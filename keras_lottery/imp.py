@@ -20,6 +20,7 @@ from keras_lottery import schedules as schedules_lib
 from keras_lottery.wrapper import INIT, REWIND
 from keras_lottery.wrapping import find_wrappers
 from keras_lottery.wrapping import layer_masks
+from keras_lottery.wrapping import non_pruned_weights
 
 LAYERWISE = "layerwise"
 GLOBAL = "global"
@@ -184,6 +185,16 @@ class IterativeMagnitudePruning(keras.callbacks.Callback):
             for entry in self._mask_history
         ]
 
+    @property
+    def initial_other_weights(self):
+        """`[(path, value)]` of the non-pruned weights (biases, normalisation)
+        at the start of `fit`: what `rewind_to="init"` restores them to."""
+        if getattr(self, "_other_init", None) is None:
+            return None
+        return [
+            (v.path, value) for v, value in zip(self._other_weights, self._other_init)
+        ]
+
     # ----------------------------------------------------------------- hooks
 
     def on_train_begin(self, logs=None):
@@ -223,7 +234,7 @@ class IterativeMagnitudePruning(keras.callbacks.Callback):
                     f"x {steps} steps). Use an iteration <= {round_steps}."
                 )
         self._check_reference_masks()
-        self._other_weights = self._non_pruned_weights()
+        self._other_weights = non_pruned_weights(self.model)
         self._other_init = [ops.convert_to_numpy(v.value) for v in self._other_weights]
         self._other_rewind = None
         self._total_steps = 0
@@ -444,15 +455,6 @@ class IterativeMagnitudePruning(keras.callbacks.Callback):
             kept[layer] = kept.get(layer, 0) + int(mask.sum())
             total[layer] = total.get(layer, 0) + mask.size
         return {layer: kept[layer] / total[layer] for layer in kept}
-
-    def _non_pruned_weights(self):
-        excluded = set()
-        for wrapper in self._wrappers:
-            for p in wrapper.prunable_weights:
-                excluded.add(id(p.variable))
-                excluded.add(id(p.mask))
-                excluded.update(id(s) for s in p.snapshots.values())
-        return [v for v in self.model.weights if id(v) not in excluded]
 
     def _resolve_output_layers(self):
         if self.output_layers is None:

@@ -19,6 +19,10 @@ class WeightSparsity:
         shape: the weight's shape.
         total: number of elements.
         kept: surviving (unmasked, or for unwrapped layers non-zero) elements.
+
+    Example:
+    >>> WeightSparsity("fc", "kernel", (2, 2), 4, 1).density
+    0.25
     """
 
     layer: str
@@ -40,6 +44,13 @@ class SparsityReport:
 
     Attributes:
         weights: one `WeightSparsity` per prunable weight, in model order.
+
+    Example:
+    >>> import keras
+    >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2, name="fc")])
+    >>> report = sparsity_report(model)
+    >>> report.kept, report.total, report.layer_density()
+    (8, 8, {'fc': 1.0})
     """
 
     weights: tuple

@@ -255,3 +255,21 @@ def set_layer_masks(model, masks):
         )
     for layer_name, layer_masks_ in by_layer.items():
         wrappers[layer_name].set_masks(layer_masks_)
+
+
+def non_pruned_weights(model):
+    """The model's weights that no wrapper prunes or holds (biases,
+    normalisation parameters and statistics, unwrapped layers), in model order.
+
+    Example:
+    >>> model = wrap(keras.Sequential([keras.Input((3,)),
+    ...                               keras.layers.Dense(2, name="fc")]))
+    >>> [v.name for v in non_pruned_weights(model)]
+    ['bias']
+    """
+    excluded = set()
+    for wrapper in find_wrappers(model):
+        for p in wrapper.prunable_weights:
+            excluded.update({id(p.variable), id(p.mask)})
+            excluded.update(id(s) for s in p.snapshots.values())
+    return [v for v in model.weights if id(v) not in excluded]

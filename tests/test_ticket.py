@@ -1,0 +1,143 @@
+"""Ticket files: exact round-trip, retraining reproduces the round, bad files refused."""
+
+import json
+import zipfile
+
+import keras
+import numpy as np
+import pytest
+
+import keras_lottery as kl
+from conftest import classification_data
+from conftest import mlp
+
+LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+
+def _np(x):
+    return keras.ops.convert_to_numpy(x)
+
+
+def _imp_run(rounds=2, rewind_to="init"):
+    keras.utils.set_random_seed(11)
+    model = kl.wrap(mlp())
+    model.compile(keras.optimizers.Adam(0.01), LOSS, metrics=["accuracy"])
+    imp = kl.IterativeMagnitudePruning(rounds=rounds, epochs_per_round=2, rate=0.5, rewind_to=rewind_to, verbose=0)
+    x, y = classification_data()
+    xv, yv = classification_data(n=32, seed=1)
+    model.fit(x, y, validation_data=(xv, yv), batch_size=16, epochs=imp.total_epochs,
+              callbacks=[imp], verbose=0, shuffle=False)
+    return model, imp
+
+
+def test_round_trip_exact(tmp_path):
+    model, imp = _imp_run(rewind_to=3)
+    path = kl.save_ticket(model, str(tmp_path / "ticket"), imp=imp)
+    assert path.endswith(".npz")
+    ticket = kl.read_ticket(path)
+    assert ticket.metadata["round"] == 1
+    assert ticket.metadata["rewind_step"] == 3
+    assert ticket.metadata["metrics"]["val_loss"] == pytest.approx(imp.results[-1]["val_loss"])
+    assert ticket.density == pytest.approx(imp.results[-1]["density"])
+    keras.utils.set_random_seed(99)
+    fresh = mlp()
+    loaded = kl.load_ticket(path, fresh)
+    for wa, wb in zip(kl.find_wrappers(model), kl.find_wrappers(loaded)):
+        for which in ("init", "rewind"):
+            for k, v in wa.get_snapshot(which).items():
+                np.testing.assert_array_equal(v, wb.get_snapshot(which)[k])
+        masks = wa.get_masks()
+        for k, v in masks.items():
+            np.testing.assert_array_equal(v, wb.get_masks()[k])
+        for p in wb.prunable_weights:
+            np.testing.assert_array_equal(
+                _np(p.variable.value), wa.get_snapshot("init")[p.name] * masks[p.name]
+            )
+
+
+def test_retraining_loaded_ticket_reproduces_the_round(tmp_path):
+    model, imp = _imp_run()
+    path = kl.save_ticket(model, str(tmp_path / "t.npz"), imp=imp)
+    keras.utils.set_random_seed(5)
+    fresh = kl.load_ticket(path, mlp())
+    fresh.compile(keras.optimizers.Adam(0.01), LOSS, metrics=["accuracy"])
+    x, y = classification_data()
+    xv, yv = classification_data(n=32, seed=1)
+    history = fresh.fit(x, y, validation_data=(xv, yv), batch_size=16, epochs=2, verbose=0, shuffle=False)
+    for key in ("loss", "val_loss", "accuracy"):
+        assert history.history[key][-1] == pytest.approx(imp.results[-1][key], rel=1e-5), key
+
+
+def _snapshot_weights(model):
+    return [_np(v.value).copy() for v in model.weights]
+
+
+def test_wrong_architecture_refused_and_model_untouched(tmp_path):
+    model, imp = _imp_run()
+    path = kl.save_ticket(model, str(tmp_path / "t.npz"), imp=imp)
+    other = kl.wrap(mlp(hidden=(16, 9)))
+    before = _snapshot_weights(other)
+    with pytest.raises(kl.TicketError, match="does not fit"):
+        kl.load_ticket(path, other)
+    for a, b in zip(before, _snapshot_weights(other)):
+        np.testing.assert_array_equal(a, b)
+    renamed = keras.Sequential([keras.Input((12,)), keras.layers.Dense(16, name="a"),
+                                keras.layers.Dense(8, name="b"), keras.layers.Dense(3, name="c")])
+    with pytest.raises(kl.TicketError, match="missing from the ticket"):
+        kl.load_ticket(path, renamed)
+
+
+def test_truncated_and_garbage_files(tmp_path):
+    model, imp = _imp_run()
+    path = kl.save_ticket(model, str(tmp_path / "t.npz"), imp=imp)
+    data = open(path, "rb").read()
+    for name, content in [("trunc.npz", data[: len(data) // 2]), ("junk.npz", b"\x00junk" * 50), ("empty.npz", b"")]:
+        bad = tmp_path / name
+        bad.write_bytes(content)
+        with pytest.raises(kl.TicketError):
+            kl.load_ticket(str(bad), mlp())
+    with pytest.raises(kl.TicketError, match="Cannot read"):
+        kl.read_ticket(str(tmp_path / "missing.npz"))
+
+
+def _rewrite(path, out, drop=(), metadata_update=None, replace=None):
+    with np.load(path) as data:
+        arrays = {k: data[k] for k in data.files if k not in drop}
+    if metadata_update:
+        meta = json.loads(str(arrays["metadata"]))
+        meta.update(metadata_update)
+        arrays["metadata"] = np.array(json.dumps(meta))
+    arrays.update(replace or {})
+    np.savez(out, **arrays)
+    return str(out)
+
+
+def test_missing_keys_and_bad_metadata(tmp_path):
+    model, imp = _imp_run()
+    path = kl.save_ticket(model, str(tmp_path / "t.npz"), imp=imp)
+    cases = [
+        (dict(drop=("mask:fc0/kernel",)), "missing the array"),
+        (dict(drop=("metadata",)), "metadata"),
+        (dict(metadata_update={"version": 99}), "version"),
+        (dict(metadata_update={"format": "other"}), "not a keras_lottery ticket"),
+        (dict(replace={"init:fc1/kernel": np.zeros((3, 3), "float32")}), "shape"),
+        (dict(replace={"mask:fc1/kernel": np.zeros((16, 8), "float32")}), "boolean"),
+        (dict(drop=("other_init:0",)), "other_init"),
+    ]
+    for i, (kwargs, match) in enumerate(cases):
+        bad = _rewrite(path, tmp_path / f"bad{i}.npz", **kwargs)
+        with pytest.raises(kl.TicketError, match=match):
+            kl.load_ticket(bad, mlp())
+
+
+def test_save_requires_wrapped_model(tmp_path):
+    with pytest.raises(ValueError, match="no LotteryWrapper"):
+        kl.save_ticket(mlp(), str(tmp_path / "t.npz"))
+
+
+def test_ticket_is_plain_numpy_zip(tmp_path):
+    model, imp = _imp_run()
+    path = kl.save_ticket(model, str(tmp_path / "t.npz"), imp=imp)
+    with zipfile.ZipFile(path) as z:
+        names = z.namelist()
+    assert "metadata.npy" in names and "mask:fc0/kernel.npy" in names
