@@ -1,0 +1,154 @@
+"""Shared helpers of the example scripts: data, models, tables.
+
+Data sources (no download needed for the first two):
+- `digits`: scikit-learn's embedded `load_digits` (1,797 8x8 images);
+- `idx:<dir>`: any directory of MNIST-format IDX files
+  (`train-images-idx3-ubyte[.gz]`, `train-labels-idx1-ubyte[.gz]`,
+  `t10k-...`), e.g. Debian's dataset-fashion-mnist in
+  /usr/share/datasets/fashion-mnist.
+Splits follow the paper's MNIST split (55K train / 5K validation of the 60K
+training images, 10K test); `digits` is split 55:5:10 proportionally.
+"""
+
+import gzip
+import json
+import os
+import struct
+
+import keras
+import numpy as np
+
+IDX_FILES = {
+    "train_images": "train-images-idx3-ubyte",
+    "train_labels": "train-labels-idx1-ubyte",
+    "test_images": "t10k-images-idx3-ubyte",
+    "test_labels": "t10k-labels-idx1-ubyte",
+}
+
+
+def read_idx(path):
+    """Reads one IDX file (optionally gzipped) into a NumPy array."""
+    opener = gzip.open if path.endswith(".gz") else open
+    with opener(path, "rb") as f:
+        data = f.read()
+    if len(data) < 4:
+        raise ValueError(f"{path} is too short to be an IDX file.")
+    zero, dtype_code, ndim = struct.unpack(">HBB", data[:4])
+    if zero != 0 or dtype_code != 0x08:
+        raise ValueError(f"{path} is not an unsigned-byte IDX file.")
+    shape = struct.unpack(f">{ndim}I", data[4 : 4 + 4 * ndim])
+    payload = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
+    if payload.size != int(np.prod(shape)):
+        raise ValueError(
+            f"{path} holds {payload.size} values; its header says {shape}."
+        )
+    return payload.reshape(shape)
+
+
+def _find(directory, stem):
+    for name in (stem, stem + ".gz"):
+        path = os.path.join(directory, name)
+        if os.path.exists(path):
+            return path
+    raise FileNotFoundError(
+        f"No {stem}[.gz] in {directory}: an IDX directory needs "
+        f"{sorted(IDX_FILES.values())} (optionally gzipped)."
+    )
+
+
+def load_idx_dir(directory, validation=None, seed=0):
+    """MNIST-format IDX directory -> (train, val, test), images in [0, 1].
+
+    `validation` defaults to 5/60 of the training images (the paper's 5K of
+    MNIST's 60K).
+    """
+    arrays = {k: read_idx(_find(directory, v)) for k, v in IDX_FILES.items()}
+    x = arrays["train_images"].astype("float32") / 255.0
+    y = arrays["train_labels"].astype("int32")
+    if validation is None:
+        validation = round(len(x) * 5 / 60)
+    if validation >= len(x):
+        raise ValueError(
+            f"Validation split of {validation} leaves no training data "
+            f"({len(x)} training images)."
+        )
+    order = np.random.default_rng(seed).permutation(len(x))
+    x, y = x[order], y[order]
+    test = (arrays["test_images"].astype("float32") / 255.0, arrays["test_labels"].astype("int32"))
+    return (x[validation:], y[validation:]), (x[:validation], y[:validation]), test
+
+
+def load_digits_split(seed=0):
+    """scikit-learn digits (8x8, [0, 1]) split 55:5:10 like the paper's MNIST."""
+    from sklearn.datasets import load_digits
+
+    data = load_digits()
+    x = (data.images / 16.0).astype("float32")
+    y = data.target.astype("int32")
+    order = np.random.default_rng(seed).permutation(len(x))
+    x, y = x[order], y[order]
+    n_test = round(len(x) * 10 / 70)
+    n_val = round(len(x) * 5 / 70)
+    test = x[:n_test], y[:n_test]
+    val = x[n_test : n_test + n_val], y[n_test : n_test + n_val]
+    train = x[n_test + n_val :], y[n_test + n_val :]
+    return train, val, test
+
+
+def load_dataset(name, seed=0):
+    """`digits` or `idx:<dir>` -> (train, val, test) as ((x, y), ...)."""
+    if name == "digits":
+        return load_digits_split(seed)
+    if name.startswith("idx:"):
+        return load_idx_dir(name[len("idx:") :], seed=seed)
+    raise ValueError(
+        f"Unknown dataset {name!r}: use 'digits' or 'idx:<directory of IDX files>'."
+    )
+
+
+def lenet_300_100(input_shape, classes=10):
+    """LeNet-300-100 with Gaussian Glorot init; layers fc1, fc2, out."""
+    init = keras.initializers.GlorotNormal()
+    return keras.Sequential(
+        [
+            keras.Input(input_shape),
+            keras.layers.Flatten(),
+            keras.layers.Dense(300, activation="relu", kernel_initializer=init, name="fc1"),
+            keras.layers.Dense(100, activation="relu", kernel_initializer=init, name="fc2"),
+            keras.layers.Dense(classes, kernel_initializer=init, name="out"),
+        ],
+        name="lenet_300_100",
+    )
+
+
+def accuracy(logits, labels):
+    return float(np.mean(np.argmax(logits, axis=1) == labels))
+
+
+def format_table(header, rows):
+    """Fixed-width text table of `rows` (lists of str/float)."""
+    cells = [header] + [[_cell(v) for v in row] for row in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
+    lines = ["  ".join(c.rjust(w) for c, w in zip(row, widths)) for row in cells]
+    lines.insert(1, "-" * len(lines[0]))
+    return "\n".join(lines)
+
+
+def markdown_table(header, rows):
+    cells = [[_cell(v) for v in row] for row in rows]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in cells]
+    return "\n".join(lines)
+
+
+def _cell(value):
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    return str(value)
+
+
+def write_json(path, data):
+    tmp = path + ".part"
+    with open(tmp, "w") as f:
+        json.dump(data, f, indent=2, default=float)
+    os.replace(tmp, path)

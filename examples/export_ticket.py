@@ -1,0 +1,102 @@
+"""Exports a saved IMP run: SavedModel, .tflite variants and a size/accuracy table.
+
+    python examples/export_ticket.py --run_dir runs/demo --dataset digits
+
+Reads `<run_dir>/model.keras` (the wrapped model an example saved), writes
+`<run_dir>/export/` with `saved_model/`, `dense.tflite`, `sparse.tflite`,
+`sparse_float16.tflite`, `dynamic.tflite`, `int8.tflite`, and prints (and
+saves as export.md / export.json) each file's bytes, its ratio to the dense
+float file and its test accuracy next to the Keras model's.
+"""
+
+import os
+
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import sys  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from absl import app  # noqa: E402
+from absl import flags  # noqa: E402
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+
+import common  # noqa: E402
+import keras_lottery as kl  # noqa: E402
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("run_dir", "runs/demo", "Directory holding model.keras.")
+flags.DEFINE_string("dataset", "digits", "Test data: 'digits' or 'idx:<dir>'.")
+flags.DEFINE_integer("seed", 0, "Seed of the dataset split (as in the run).")
+
+VARIANTS = [
+    ("dense.tflite", dict(sparse=False, quantize=None)),
+    ("sparse.tflite", dict(sparse=True, quantize=None)),
+    ("sparse_float16.tflite", dict(sparse=True, quantize="float16")),
+    ("dynamic.tflite", dict(sparse=False, quantize="dynamic")),
+    ("int8.tflite", dict(sparse=False, quantize="int8")),
+]
+
+
+def export_run(run_dir, dataset, seed=0):
+    model_path = os.path.join(run_dir, "model.keras")
+    if not os.path.exists(model_path):
+        raise app.UsageError(f"{model_path} not found: point --run_dir at a saved run.")
+    model = keras.models.load_model(model_path)
+    (x_train, _), _, (x_test, y_test) = common.load_dataset(dataset, seed)
+    out = os.path.join(run_dir, "export")
+    os.makedirs(out, exist_ok=True)
+    keras_acc = common.accuracy(model.predict(x_test, verbose=0, batch_size=512), y_test)
+    density = kl.sparsity_report(model).density
+    rows = []
+    saved = os.path.join(out, "saved_model")
+    if not os.path.exists(saved):
+        kl.export_saved_model(model, saved, sample_inputs=x_test[:32])
+    dense_bytes = None
+    keras_pred = np.argmax(model.predict(x_test, verbose=0, batch_size=512), 1)
+    for name, options in VARIANTS:
+        path = os.path.join(out, name)
+        if os.path.exists(path):
+            os.remove(path)
+        result = kl.export_tflite(
+            model, path, representative_data=x_train[:300], sample_inputs=x_test[:32], **options
+        )
+        logits = kl.tflite_predict(path, x_test)
+        dense_bytes = dense_bytes or result.bytes
+        rows.append(
+            {
+                "file": name,
+                "bytes": result.bytes,
+                "ratio_to_dense": result.bytes / dense_bytes,
+                "test_accuracy": common.accuracy(logits, y_test),
+                "same_prediction": float(np.mean(np.argmax(logits, 1) == keras_pred)),
+            }
+        )
+    summary = {"density": density, "keras_test_accuracy": keras_acc, "files": rows}
+    common.write_json(os.path.join(out, "export.json"), summary)
+    header = ["file", "bytes", "ratio to dense", "test acc", "same prediction as Keras"]
+    table_rows = [
+        [r["file"], r["bytes"], r["ratio_to_dense"], r["test_accuracy"], r["same_prediction"]]
+        for r in rows
+    ]
+    with open(os.path.join(out, "export.md"), "w") as f:
+        f.write(
+            f"Ticket density {100 * density:.2f}%, Keras test accuracy {keras_acc:.4f}\n\n"
+            + common.markdown_table(header, table_rows) + "\n"
+        )
+    return summary, common.format_table(header, table_rows)
+
+
+def main(argv):
+    del argv
+    summary, table = export_run(FLAGS.run_dir, FLAGS.dataset, FLAGS.seed)
+    print(f"ticket density {100 * summary['density']:.2f}%, "
+          f"Keras test accuracy {summary['keras_test_accuracy']:.4f}")
+    print(table)
+    print(f"files in {os.path.join(FLAGS.run_dir, 'export')}")
+
+
+if __name__ == "__main__":
+    app.run(main)
