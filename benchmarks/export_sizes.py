@@ -84,11 +84,7 @@ def main(argv):
     (x, y), (xv, yv), test = common.load_dataset(FLAGS.dataset, FLAGS.seed)
     keras.utils.set_random_seed(FLAGS.seed)
     model = kl.wrap(common.lenet_300_100(x.shape[1:]))
-    model.compile(
-        keras.optimizers.Adam(1.2e-3),
-        keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        metrics=["accuracy"],
-    )
+    common.compile_lenet(model)
     imp = kl.IterativeMagnitudePruning(
         rounds=max(rounds) + 1, epochs_per_round=FLAGS.epochs_per_round,
         rate={"default": 0.2, "output": 0.1}, verbose=1,

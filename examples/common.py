@@ -121,6 +121,16 @@ def lenet_300_100(input_shape, classes=10):
     )
 
 
+def compile_lenet(model, learning_rate=1.2e-3):
+    """The paper's LeNet optimizer (Adam 1.2e-3) and a logits loss."""
+    model.compile(
+        keras.optimizers.Adam(learning_rate),
+        keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
+    return model
+
+
 def accuracy(logits, labels):
     return float(np.mean(np.argmax(logits, axis=1) == labels))
 

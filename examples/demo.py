@@ -51,11 +51,7 @@ def run_arm(data, control=None, reference_masks=None):
     (x, y), (xv, yv), (xt, yt) = data
     keras.utils.set_random_seed(FLAGS.seed)
     model = kl.wrap(common.lenet_300_100(x.shape[1:]))
-    model.compile(
-        keras.optimizers.Adam(1.2e-3),
-        keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        metrics=["accuracy"],
-    )
+    common.compile_lenet(model)
     imp = kl.IterativeMagnitudePruning(
         rounds=FLAGS.rounds,
         epochs_per_round=FLAGS.epochs_per_round,

@@ -241,21 +241,16 @@ def size_report(model, directory, quantize=None, representative_data=None):
     sample = (
         None if representative_data is None else _first_batch(representative_data)
     )
-    dense = export_tflite(
-        model,
-        os.path.join(directory, "dense.tflite"),
-        sparse=False,
-        quantize=quantize,
-        representative_data=representative_data,
-        sample_inputs=sample,
-    )
-    sparse = export_tflite(
-        model,
-        os.path.join(directory, "sparse.tflite"),
-        sparse=True,
-        quantize=quantize,
-        representative_data=representative_data,
-        sample_inputs=sample,
+    dense, sparse = (
+        export_tflite(
+            model,
+            os.path.join(directory, f"{name}.tflite"),
+            sparse=name == "sparse",
+            quantize=quantize,
+            representative_data=representative_data,
+            sample_inputs=sample,
+        )
+        for name in ("dense", "sparse")
     )
     saved = os.path.join(directory, "saved_model")
     if os.path.exists(saved):
