@@ -5,7 +5,7 @@ import setuptools
 EXTRAS = {
     "tfmot": ["tensorflow-model-optimization>=0.8", "tf-keras"],
     "datasets": ["tensorflow-datasets"],
-    "examples": ["scikit-learn", "matplotlib"],
+    "examples": ["scikit-learn", "matplotlib", "tensorboard"],
     "export": ["ai-edge-litert"],
 }
 EXTRAS["test"] = sorted(

@@ -30,6 +30,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 import common  # noqa: E402
+import models  # noqa: E402
 import keras_lottery as kl  # noqa: E402
 
 FLAGS = flags.FLAGS
@@ -83,7 +84,7 @@ def main(argv):
     rounds = [int(r) for r in FLAGS.export_rounds]
     (x, y), (xv, yv), test = common.load_dataset(FLAGS.dataset, FLAGS.seed)
     keras.utils.set_random_seed(FLAGS.seed)
-    model = kl.wrap(common.lenet_300_100(x.shape[1:]))
+    model = kl.wrap(models.lenet_300_100(x.shape[1:]))
     common.compile_lenet(model)
     imp = kl.IterativeMagnitudePruning(
         rounds=max(rounds) + 1, epochs_per_round=FLAGS.epochs_per_round,

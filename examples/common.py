@@ -5,9 +5,11 @@ Data sources (no download needed for the first two):
 - `idx:<dir>`: any directory of MNIST-format IDX files
   (`train-images-idx3-ubyte[.gz]`, `train-labels-idx1-ubyte[.gz]`,
   `t10k-...`), e.g. Debian's dataset-fashion-mnist in
-  /usr/share/datasets/fashion-mnist.
-Splits follow the paper's MNIST split (55K train / 5K validation of the 60K
-training images, 10K test); `digits` is split 55:5:10 proportionally.
+  /usr/share/datasets/fashion-mnist;
+- `mnist`, `fashion_mnist`, `cifar10`: tensorflow-datasets (downloads once).
+Splits follow the paper: 5K of MNIST's 60K training images and 5K of
+CIFAR-10's 50K are held out for validation (the same fractions for IDX
+directories); `digits` is split 55:5:10 like MNIST's 70K.
 """
 
 import gzip
@@ -95,29 +97,48 @@ def load_digits_split(seed=0):
     return train, val, test
 
 
+TFDS_VALIDATION = {"mnist": 5 / 60, "fashion_mnist": 5 / 60, "cifar10": 5 / 50}
+
+
+def load_tfds(name, seed=0):
+    """tensorflow-datasets `mnist` / `fashion_mnist` / `cifar10` -> splits."""
+    import tensorflow_datasets as tfds
+
+    def split(which):
+        ds = tfds.load(name, split=which, as_supervised=True, batch_size=4096)
+        xs, ys = [], []
+        for x, y in tfds.as_numpy(ds):
+            xs.append(x)
+            ys.append(y)
+        return (
+            np.concatenate(xs).astype("float32") / 255.0,
+            np.concatenate(ys).astype("int32"),
+        )
+
+    x, y = split("train")
+    test = split("test")
+    n_val = round(len(x) * TFDS_VALIDATION[name])
+    if n_val < 1 or n_val >= len(x):
+        raise ValueError(
+            f"{name} has {len(x)} training examples: too few for a validation split."
+        )
+    order = np.random.default_rng(seed).permutation(len(x))
+    x, y = x[order], y[order]
+    return (x[n_val:], y[n_val:]), (x[:n_val], y[:n_val]), test
+
+
 def load_dataset(name, seed=0):
-    """`digits` or `idx:<dir>` -> (train, val, test) as ((x, y), ...)."""
+    """`digits`, `idx:<dir>`, `mnist`, `fashion_mnist` or `cifar10` ->
+    (train, val, test) as ((x, y), (x, y), (x, y))."""
     if name == "digits":
         return load_digits_split(seed)
     if name.startswith("idx:"):
         return load_idx_dir(name[len("idx:") :], seed=seed)
+    if name in TFDS_VALIDATION:
+        return load_tfds(name, seed)
     raise ValueError(
-        f"Unknown dataset {name!r}: use 'digits' or 'idx:<directory of IDX files>'."
-    )
-
-
-def lenet_300_100(input_shape, classes=10):
-    """LeNet-300-100 with Gaussian Glorot init; layers fc1, fc2, out."""
-    init = keras.initializers.GlorotNormal()
-    return keras.Sequential(
-        [
-            keras.Input(input_shape),
-            keras.layers.Flatten(),
-            keras.layers.Dense(300, activation="relu", kernel_initializer=init, name="fc1"),
-            keras.layers.Dense(100, activation="relu", kernel_initializer=init, name="fc2"),
-            keras.layers.Dense(classes, kernel_initializer=init, name="out"),
-        ],
-        name="lenet_300_100",
+        f"Unknown dataset {name!r}: use 'digits', 'idx:<directory of IDX "
+        f"files>' or one of {sorted(TFDS_VALIDATION)}."
     )
 
 

@@ -1,8 +1,10 @@
 """Exports a saved IMP run: SavedModel, .tflite variants and a size/accuracy table.
 
-    python examples/export_ticket.py --run_dir runs/demo --dataset digits
+    python examples/export_ticket.py --run_dir runs/demo
 
-Reads `<run_dir>/model.keras` (the wrapped model an example saved), writes
+Reads the wrapped model an example saved (`<run_dir>/model.keras`, or the
+last trial's `<run_dir>/trial<t>/model.keras`; the dataset comes from
+`<run_dir>/config.json` unless --dataset is given), writes
 `<run_dir>/export/` with `saved_model/`, `dense.tflite`, `sparse.tflite`,
 `sparse_float16.tflite`, `dynamic.tflite`, `int8.tflite`, and prints (and
 saves as export.md / export.json) each file's bytes, its ratio to the dense
@@ -14,6 +16,7 @@ import os
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import json  # noqa: E402
 import sys  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -27,9 +30,9 @@ import common  # noqa: E402
 import keras_lottery as kl  # noqa: E402
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("run_dir", "runs/demo", "Directory holding model.keras.")
-flags.DEFINE_string("dataset", "digits", "Test data: 'digits' or 'idx:<dir>'.")
-flags.DEFINE_integer("seed", 0, "Seed of the dataset split (as in the run).")
+flags.DEFINE_string("run_dir", "runs/demo", "Output directory of an example run.")
+flags.DEFINE_string("dataset", None, "Test data (default: the run's dataset).")
+flags.DEFINE_integer("seed", None, "Seed of the dataset split (default: the run's).")
 
 VARIANTS = [
     ("dense.tflite", dict(sparse=False, quantize=None)),
@@ -40,11 +43,37 @@ VARIANTS = [
 ]
 
 
-def export_run(run_dir, dataset, seed=0):
-    model_path = os.path.join(run_dir, "model.keras")
-    if not os.path.exists(model_path):
-        raise app.UsageError(f"{model_path} not found: point --run_dir at a saved run.")
-    model = keras.models.load_model(model_path)
+def find_model(run_dir):
+    """The saved wrapped model of a run: model.keras or the last trial's."""
+    candidates = [os.path.join(run_dir, "model.keras")]
+    trials = sorted(
+        (d for d in os.listdir(run_dir) if d.startswith("trial")) if os.path.isdir(run_dir) else [],
+        key=lambda d: int(d[len("trial"):]) if d[len("trial"):].isdigit() else -1,
+    )
+    candidates += [os.path.join(run_dir, d, "model.keras") for d in reversed(trials)]
+    for path in candidates:
+        if os.path.exists(path):
+            return path
+    raise app.UsageError(
+        f"model.keras not found in {run_dir} or its trial folders: point "
+        "--run_dir at the output directory of an example run."
+    )
+
+
+def run_settings(run_dir, dataset, seed):
+    config_path = os.path.join(run_dir, "config.json")
+    config = {}
+    if os.path.exists(config_path):
+        with open(config_path) as f:
+            config = json.load(f)
+    dataset = dataset or config.get("dataset", "digits")
+    seed = config.get("seed", 0) if seed is None else seed
+    return dataset, seed
+
+
+def export_run(run_dir, dataset=None, seed=None):
+    model = keras.models.load_model(find_model(run_dir))
+    dataset, seed = run_settings(run_dir, dataset, seed)
     (x_train, _), _, (x_test, y_test) = common.load_dataset(dataset, seed)
     out = os.path.join(run_dir, "export")
     os.makedirs(out, exist_ok=True)

@@ -69,40 +69,126 @@ def test_unknown_dataset():
         common.load_dataset("cifar100")
 
 
-def _run(script, *args):
+def _run(script, *args, mock_tfds=None):
     env = {**os.environ, "PYTHONPATH": str(ROOT), "KERAS_BACKEND": "tensorflow"}
-    return subprocess.run(
-        [sys.executable, str(ROOT / "examples" / script), *args],
-        capture_output=True, text=True, timeout=600, env=env, cwd=str(ROOT),
-    )
+    path = str(ROOT / "examples" / script)
+    if mock_tfds is None:
+        command = [sys.executable, path, *args]
+    else:
+        # tensorflow-datasets' mock serves fake cifar10/mnist without a download.
+        code = (
+            "import runpy, sys, tensorflow_datasets as tfds\n"
+            f"sys.argv = {[path, *args]!r}\n"
+            f"with tfds.testing.mock_data(num_examples={mock_tfds}):\n"
+            f"    runpy.run_path({path!r}, run_name='__main__')\n"
+        )
+        command = [sys.executable, "-c", code]
+    return subprocess.run(command, capture_output=True, text=True, timeout=900, env=env, cwd=str(ROOT))
 
 
-def test_demo_and_export_end_to_end(tmp_path):
+TINY = ["--rounds=3", "--iterations=20", "--eval_every=10", "--trials=2"]
+
+
+def _check_run(out, arms, rounds=3, trials=2):
+    files = set(os.listdir(out))
+    for name in ("results.json", "results.csv", "config.json", "accuracy.png",
+                 "early_stop.png", "learning_curves.png", "tensorboard", "ticket_trial0.npz"):
+        assert name in files, name
+    rows = json.loads((out / "results.json").read_text())
+    assert len(rows) == rounds * trials * len(arms)
+    assert {r["arm"] for r in rows} == set(arms)
+    with open(out / "results.csv") as f:
+        header = f.readline().strip().split(",")
+    for column in ("trial", "arm", "round", "density", "test_accuracy_end",
+                   "test_accuracy_early_stop", "early_stop_iteration", "train_seconds"):
+        assert column in header, column
+    for row in rows:
+        assert 0 <= row["test_accuracy_end"] <= 1
+        assert row["early_stop_iteration"] in (10, 20)
+    return rows
+
+
+def test_lenet_end_to_end_then_export(tmp_path):
     out = tmp_path / "run"
-    result = _run("demo.py", "--rounds=3", "--epochs_per_round=1", f"--output_dir={out}")
+    result = _run("lenet.py", *TINY, f"--output_dir={out}")
     assert result.returncode == 0, result.stderr[-3000:]
-    header = next(l for l in result.stdout.splitlines() if l.strip().startswith("round"))
-    for column in ("% remaining", "ticket acc", "reinit acc", "early-stop step"):
-        assert column in header
-    assert {"model.keras", "ticket.npz", "results.json"} <= set(os.listdir(out))
-    results = json.loads((out / "results.json").read_text())
-    assert [r["round"] for r in results["ticket"]] == [0, 1, 2]
-    assert len(results["reinit_test_accuracy"]) == 3
+    rows = _check_run(out, ["ticket", "reinit", "random_prune"])
+    ticket = [r for r in rows if r["arm"] == "ticket" and r["trial"] == 0]
+    assert [round(r["density"], 4) for r in ticket] == [1.0, 0.802, 0.6434]
+    table_header = next(l for l in result.stdout.splitlines() if l.strip().startswith("round"))
+    for column in ("% remaining", "ticket acc", "reinit acc", "random_prune acc", "early-stop iter"):
+        assert column in table_header
+    assert os.path.isdir(out / "export" / "saved_model") and os.path.exists(out / "export" / "ticket.tflite")
 
-    result = _run("export_ticket.py", f"--run_dir={out}", "--dataset=digits")
-    assert result.returncode == 0, result.stderr[-3000:]
+    # A rerun with the same flags resumes: everything is skipped.
+    again = _run("lenet.py", *TINY, f"--output_dir={out}")
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert again.stdout.count("already done, skipped") == 6
+    assert json.loads((out / "results.json").read_text()) == rows
+
+    # Other flags on the same directory are refused, listing the difference.
+    other = _run("lenet.py", "--rounds=4", "--iterations=20", "--eval_every=10", f"--output_dir={out}")
+    assert other.returncode != 0 and "rounds" in other.stderr and "Traceback" not in other.stderr
+
+    exported = _run("export_ticket.py", f"--run_dir={out}")
+    assert exported.returncode == 0, exported.stderr[-3000:]
     summary = json.loads((out / "export" / "export.json").read_text())
     files = {r["file"]: r for r in summary["files"]}
     assert files["dense.tflite"]["ratio_to_dense"] == 1.0
     assert files["sparse.tflite"]["bytes"] < files["dense.tflite"]["bytes"]
     assert files["sparse.tflite"]["same_prediction"] >= 0.999
-    assert os.path.isdir(out / "export" / "saved_model")
 
 
-def test_demo_rejects_bad_flags(tmp_path):
-    result = _run("demo.py", "--rounds=0", f"--output_dir={tmp_path}")
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--rounds=0"], "rounds"),
+        (["--controls=shuffle"], "controls"),
+        (["--rewind_to=soon"], "rewind_to"),
+        (["--iterations=25", "--eval_every=10"], "multiple"),
+        (["--rate=1.5"], "rate"),
+        (["--distribute=mirrored", "--steps_per_execution=4"], "steps_per_execution"),
+        (["--dataset=imagenet"], "Unknown dataset"),
+    ],
+)
+def test_lenet_rejects_bad_flags(tmp_path, args, message):
+    result = _run("lenet.py", "--iterations=20", "--eval_every=10", *args, f"--output_dir={tmp_path}")
     assert result.returncode != 0
-    assert "rounds" in result.stderr and "Traceback" not in result.stderr
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_conv2_on_mock_cifar(tmp_path):
+    out = tmp_path / "conv"
+    result = _run("conv.py", "--depth=2", "--rounds=2", "--iterations=10", "--eval_every=10",
+                  "--controls=reinit", "--export=false", f"--output_dir={out}", mock_tfds=60)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = _check_run(out, ["ticket", "reinit"], rounds=2, trials=1)
+    ticket = [r for r in rows if r["arm"] == "ticket"]
+    # conv layers prune 10%, fc 20%, output 10%: overall density strictly between.
+    assert 0.8 < ticket[1]["density"] < 0.9
+
+
+def test_resnet20_on_mock_cifar_with_rewinding(tmp_path):
+    out = tmp_path / "resnet"
+    result = _run("resnet20.py", "--rounds=2", "--iterations=10", "--eval_every=10",
+                  "--rewind_to=3", "--controls=", "--batch_size=8", "--export=false",
+                  f"--output_dir={out}", mock_tfds=60)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = _check_run(out, ["ticket"], rounds=2, trials=1)
+    config = json.loads((out / "config.json").read_text())
+    assert config["scope"] == "global" and config["rewind_to"] == "3"
+    assert rows[1]["density"] < 1.0
+
+
+def test_tfds_loader_on_mock_data():
+    tfds = pytest.importorskip("tensorflow_datasets")
+    with tfds.testing.mock_data(num_examples=48):
+        (x, y), (xv, yv), (xt, yt) = common.load_dataset("mnist")
+        assert len(xv) == 4 and len(x) == 44 and len(xt) == 48
+        assert x.shape[1:] == (28, 28, 1) and x.max() <= 1.0 and y.dtype == np.int32
+        (x, _), (xv, _), _ = common.load_dataset("cifar10")
+        assert x.shape[1:] == (32, 32, 3) and len(xv) == round(48 / 10)
 
 
 def test_export_ticket_missing_run(tmp_path):

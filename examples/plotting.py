@@ -1,0 +1,107 @@
+"""Paper-style figures of an IMP run (matplotlib, PNG, no display needed).
+
+- `accuracy.png`: test accuracy at the early-stopping iteration and at the end
+  of training vs percent of weights remaining (log x, reversed), mean over
+  trials with min/max bars, one line per arm (Frankle & Carbin Fig. 3/4).
+- `early_stop.png`: early-stopping iteration vs percent remaining.
+- `learning_curves.png`: test accuracy during training for a few rounds of
+  the ticket (trial 0).
+"""
+
+import os
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+COLORS = {"ticket": "tab:blue", "reinit": "tab:orange", "random_prune": "tab:green"}
+LABELS = {"ticket": "winning ticket", "reinit": "random reinit", "random_prune": "random pruning"}
+
+
+def _series(rows, arm, key):
+    """(percent remaining, mean, min, max) per round of one arm."""
+    out = []
+    for r in sorted({row["round"] for row in rows if row["arm"] == arm}):
+        at = [row for row in rows if row["arm"] == arm and row["round"] == r]
+        values = np.array([row[key] for row in at if row[key] is not None], dtype=float)
+        if values.size == 0:
+            continue
+        density = np.mean([row["density"] for row in at])
+        out.append((100 * density, values.mean(), values.min(), values.max()))
+    return np.array(out)
+
+
+def _plot_metric(ax, rows, key, ylabel):
+    for arm in COLORS:
+        data = _series(rows, arm, key)
+        if data.size == 0:
+            continue
+        x, mean, low, high = data.T
+        ax.errorbar(x, mean, yerr=[mean - low, high - mean], color=COLORS[arm],
+                    label=LABELS[arm], marker="o", markersize=3, capsize=2)
+    ax.set_xscale("log")
+    ax.invert_xaxis()
+    ticks = [100, 51.3, 21.1, 7.0, 3.6, 1.9]
+    ax.set_xticks(ticks)
+    ax.set_xticklabels([f"{t:g}" for t in ticks])
+    ax.set_xlabel("percent of weights remaining")
+    ax.set_ylabel(ylabel)
+    ax.grid(True, alpha=0.3)
+    ax.legend()
+
+
+def accuracy_plot(rows, config, path):
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    _plot_metric(axes[0], rows, "test_accuracy_early_stop", "test accuracy at early stop")
+    _plot_metric(axes[1], rows, "test_accuracy_end", "test accuracy at end of training")
+    trials = len({row["trial"] for row in rows})
+    fig.suptitle(f"{config['script']} on {config['dataset']}: {config['iterations']} "
+                 f"iterations/round, {trials} trial(s), rewind to {config['rewind_to']}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def early_stop_plot(rows, config, path):
+    fig, ax = plt.subplots(figsize=(6, 4))
+    _plot_metric(ax, rows, "early_stop_iteration", "early-stop iteration (min val loss)")
+    ax.set_title(f"{config['script']} on {config['dataset']}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def learning_curves_plot(rows, curves, config, path):
+    curve = curves.get((0, "ticket"))
+    if not curve:
+        return
+    per_round = config["epochs_per_round"]
+    steps = config["steps_per_epoch"]
+    densities = {row["round"]: row["density"] for row in rows
+                 if row["arm"] == "ticket" and row["trial"] == 0}
+    rounds = sorted(densities)
+    wanted = [0] + [min(rounds, key=lambda r: abs(100 * densities[r] - t))
+                    for t in (51.3, 21.1, 7.0, 3.6, 1.9)]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for r in sorted(set(wanted)):
+        values = curve[r * per_round:(r + 1) * per_round]
+        if not values:
+            continue
+        x = steps * (np.arange(len(values)) + 1)
+        ax.plot(x, values, label=f"{100 * densities[r]:.1f}%")
+    ax.set_xlabel("training iteration")
+    ax.set_ylabel("test accuracy")
+    ax.set_title("winning ticket, trial 0: learning curves by % remaining")
+    ax.grid(True, alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def all_plots(rows, curves, config, output_dir):
+    accuracy_plot(rows, config, os.path.join(output_dir, "accuracy.png"))
+    early_stop_plot(rows, config, os.path.join(output_dir, "early_stop.png"))
+    learning_curves_plot(rows, curves, config, os.path.join(output_dir, "learning_curves.png"))
