@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test clean
+.PHONY: demo test bazel-test clean
 
 $(STAMP): setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -21,5 +21,16 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -q tests
 
+# Bazel users: Debian's offline bazel-bootstrap builds //... and runs every
+# test module as a py_test (BUILD, WORKSPACE, .bazelrc, third_party/bazel/).
+BAZEL_PACKAGES := bazel-bootstrap bazel-platforms bazel-rules-java
+
+bazel-test: $(STAMP)
+	@command -v bazel >/dev/null && [ -d /usr/share/bazel/rules/java ] || \
+	  { apt-get update -qq && apt-get install -y -qq $(BAZEL_PACKAGES); }
+	tools/write_bazelrc_local.sh
+	bazel test //...
+
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache
+	rm -rf $(VENV) build *.egg-info .pytest_cache .bazelrc.local
+	-bazel clean --expunge 2>/dev/null

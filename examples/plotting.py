@@ -43,7 +43,8 @@ def _plot_metric(ax, rows, key, ylabel):
                     label=LABELS[arm], marker="o", markersize=3, capsize=2)
     ax.set_xscale("log")
     ax.invert_xaxis()
-    ticks = [100, 51.3, 21.1, 7.0, 3.6, 1.9]
+    lowest = min((line.get_xdata().min() for line in ax.get_lines()), default=1.0)
+    ticks = [t for t in (100, 51.3, 21.1, 7.0, 3.6, 1.9, 1.0, 0.5) if t >= 0.9 * lowest]
     ax.set_xticks(ticks)
     ax.set_xticklabels([f"{t:g}" for t in ticks])
     ax.set_xlabel("percent of weights remaining")
