@@ -18,8 +18,15 @@ $(STAMP): setup.py
 demo: $(STAMP)
 	$(PY) examples/lenet.py --rounds=15 --iterations=300 --eval_every=30 --output_dir=runs/demo
 
+# The backend-neutral core also runs on JAX and PyTorch (CPU).
+CORE_TESTS := tests/test_pruning.py tests/test_schedules.py tests/test_wrapper.py \
+	tests/test_wrapping.py tests/test_imp.py tests/test_ticket.py \
+	tests/test_docstrings.py tests/test_layering.py
+
 test: $(STAMP)
 	$(PY) -m pytest -q tests
+	KERAS_BACKEND=jax $(PY) -m pytest -q $(CORE_TESTS)
+	KERAS_BACKEND=torch $(PY) -m pytest -q $(CORE_TESTS)
 
 # Bazel users: Debian's offline bazel-bootstrap builds //... and runs every
 # test module as a py_test (BUILD, WORKSPACE, .bazelrc, third_party/bazel/).

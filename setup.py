@@ -7,6 +7,10 @@ EXTRAS = {
     "datasets": ["tensorflow-datasets"],
     "examples": ["scikit-learn", "matplotlib", "tensorboard"],
     "export": ["ai-edge-litert"],
+    # Other Keras backends for the core (CPU builds; torch 2.13.0 is the CPU
+    # wheel these machines provide).
+    "jax": ["jax"],
+    "torch": ["torch==2.13.0"],
 }
 EXTRAS["test"] = sorted(
     {
@@ -16,6 +20,8 @@ EXTRAS["test"] = sorted(
         *EXTRAS["datasets"],
         *EXTRAS["examples"],
         *EXTRAS["export"],
+        *EXTRAS["jax"],
+        *EXTRAS["torch"],
     }
 )
 

@@ -95,9 +95,9 @@ def export_saved_model(model, path, sample_inputs=None):
     >>> export_saved_model(model, out).format
     'tf_saved_model'
     """
+    _require_tensorflow_backend("export_saved_model")
     import tensorflow as tf
 
-    _require_tensorflow_backend("export_saved_model")
     plain = _plain(model)
     _check_destination(path)
     x = _sample_inputs(plain, sample_inputs)
@@ -166,9 +166,9 @@ def export_tflite(
     >>> export_tflite(model, out, sparse=False).format
     'tflite'
     """
+    _require_tensorflow_backend("export_tflite")
     import tensorflow as tf
 
-    _require_tensorflow_backend("export_tflite")
     if quantize not in QUANTIZE_MODES:
         raise ValueError(
             f"quantize must be one of {QUANTIZE_MODES}; received {quantize!r}."

@@ -372,6 +372,13 @@ class IterativeMagnitudePruning(keras.callbacks.Callback):
             wrapper.set_masks(by_layer[wrapper.name])
 
     def _rewind(self, next_round):
+        self._rewind_weights_and_optimizer(next_round)
+        optimizer_state.mask_slots(
+            self.model.optimizer,
+            [(p.variable, p.mask) for w in self._wrappers for p in w.prunable_weights],
+        )
+
+    def _rewind_weights_and_optimizer(self, next_round):
         optimizer = self.model.optimizer
         trainable = self.model.trainable_variables
         if self.rewind_to in (REWIND_LR, REWIND_FINETUNE):

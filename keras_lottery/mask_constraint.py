@@ -3,6 +3,8 @@
 import keras
 from keras import ops
 
+from keras_lottery import backend_compat
+
 
 class MaskConstraint(keras.constraints.Constraint):
     """Multiplies a weight by its mask after the user's own constraint.
@@ -11,6 +13,12 @@ class MaskConstraint(keras.constraints.Constraint):
     inside the compiled (and jitted, distributed, multi-step) train function,
     so pruned weights stay exactly 0.0 whatever the optimizer does.
     `LotteryWrapper` installs it; users never build one themselves.
+
+    On JAX the optimizer step cannot see the mask (its stateless scope holds
+    only trainable and optimizer variables), so there the constraint passes
+    the weight through and `LotteryWrapper` masks in the forward pass instead:
+    pruned weights get exactly zero gradients, and with their optimizer slots
+    zeroed at each prune they stay exactly 0.0.
 
     Args:
         mask: a float `keras.Variable` of the weight's shape (1 keeps, 0 prunes).
@@ -30,7 +38,10 @@ class MaskConstraint(keras.constraints.Constraint):
     def __call__(self, w):
         if self.inner is not None:
             w = self.inner(w)
-        return w * ops.cast(self.mask, w.dtype)
+        mask = backend_compat.current_value(self.mask)
+        if mask is None:
+            return w
+        return w * ops.cast(mask, w.dtype)
 
     def get_config(self):
         # The mask is a variable: `LotteryWrapper.build` re-attaches it.

@@ -34,9 +34,9 @@ def slot_variables(optimizer):
     Example:
     >>> import keras
     >>> opt = keras.optimizers.SGD(0.1, momentum=0.9)
-    >>> opt.build([keras.Variable([1.0, 2.0])])
+    >>> opt.build([keras.Variable([1.0, 2.0], name="w")])
     >>> [v.name for v in slot_variables(opt)]
-    ['variable_momentum']
+    ['w_momentum']
     """
     slots = []
     for opt in _optimizer_chain(optimizer):
@@ -116,7 +116,7 @@ def restore(optimizer, state=None, trainable_variables=None):
     averages = _ema_targets(chain[-1], trainable_variables)
     for variable in slots:
         if id(variable) in averages:
-            variable.assign(averages[id(variable)].value)
+            variable.assign(ops.copy(averages[id(variable)].value))
         else:
             variable.assign(np.zeros(variable.shape, dtype=variable.dtype))
     for opt in chain:
@@ -131,3 +131,38 @@ def _ema_targets(opt, trainable_variables):
         id(avg): var
         for avg, var in zip(averages, getattr(opt, "_trainable_variables", []))
     }
+
+
+def mask_slots(optimizer, prunable):
+    """Zeroes the optimizer slots of pruned weights.
+
+    A slot belongs to a weight when its name starts with the weight's path
+    (Keras names slots `<path with _>_<slot>`) and it has the weight's shape.
+    With zero slots and the zero gradients a pruned weight gets, momentum
+    and adaptive optimizers leave it at exactly 0.
+
+    Args:
+        optimizer: a `keras.optimizers.Optimizer`.
+        prunable: `[(variable, mask variable)]`.
+
+    Example:
+    >>> import keras
+    >>> w = keras.Variable([1.0, 2.0], name="w")
+    >>> opt = keras.optimizers.SGD(0.1, momentum=0.9)
+    >>> opt.build([w])
+    >>> mask_slots(opt, [(w, keras.Variable([1.0, 0.0]))])
+    """
+    slots = slot_variables(optimizer)
+    for variable, mask in prunable:
+        prefixes = (
+            variable.path.replace("/", "_") + "_",
+            str(variable.name).replace("/", "_").replace(":", "_") + "_",
+        )
+        mask_value = ops.convert_to_numpy(mask.value)
+        for slot in slots:
+            if tuple(slot.shape) != tuple(variable.shape):
+                continue
+            if not str(slot.name).startswith(prefixes):
+                continue
+            value = ops.convert_to_numpy(slot.value)
+            slot.assign(value * mask_value.astype(value.dtype))

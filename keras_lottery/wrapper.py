@@ -12,12 +12,15 @@ non-trainable variables of `w`'s shape:
 `w` itself gets a `MaskConstraint`, so after every optimizer update it is
 multiplied by its mask inside the compiled train step. The forward pass is
 the wrapped layer's own: masking costs one multiply per weight per step.
+On JAX, where the optimizer step cannot read the masks, the wrapper computes
+with `weight * mask` in the forward pass instead (see `MaskConstraint`).
 """
 
 import keras
 import numpy as np
 from keras import ops
 
+from keras_lottery import backend_compat
 from keras_lottery import registry
 from keras_lottery.mask_constraint import MaskConstraint
 
@@ -128,7 +131,9 @@ class LotteryWrapper(keras.layers.Wrapper):
                     trainable=False,
                     aggregation="only_first_replica",
                 )
-                snapshot.assign(variable.value)
+                # A copy: on JAX two variables must never share one buffer
+                # (the train step donates them).
+                snapshot.assign(ops.copy(variable.value))
                 snapshots[which] = snapshot
             inner = variable.constraint
             if isinstance(inner, MaskConstraint):
@@ -137,7 +142,26 @@ class LotteryWrapper(keras.layers.Wrapper):
             self._prunable.append(PrunableWeight(name, variable, mask, snapshots))
 
     def call(self, inputs, *args, **kwargs):
-        return self.layer(inputs, *args, **kwargs)
+        scope = backend_compat.current_scope()
+        if scope is None or not backend_compat.is_jax():
+            return self.layer(inputs, *args, **kwargs)
+        # JAX: the optimizer step cannot apply the masks (see MaskConstraint),
+        # so the layer computes with `weight * mask` here; gradients of
+        # pruned weights are then exactly zero.
+        mapping = []
+        masked = {id(p.variable): p.mask for p in self._prunable}
+        for variable in self.layer.variables:
+            value = scope.get_current_value(variable)
+            if value is None:
+                value = variable.value
+            if id(variable) in masked:
+                mask = scope.get_current_value(masked[id(variable)])
+                if mask is None:
+                    mask = masked[id(variable)].value
+                value = value * ops.cast(mask, value.dtype)
+            mapping.append((variable, value))
+        with keras.StatelessScope(state_mapping=mapping, initialize_variables=False):
+            return self.layer(inputs, *args, **kwargs)
 
     def compute_output_shape(self, input_shape):
         return self.layer.compute_output_shape(input_shape)
@@ -210,7 +234,7 @@ class LotteryWrapper(keras.layers.Wrapper):
         self._require_built()
         _check_snapshot(which)
         for p in self._prunable:
-            p.snapshots[which].assign(p.variable.value)
+            p.snapshots[which].assign(ops.copy(p.variable.value))
 
     def get_snapshot(self, which=INIT):
         """`{weight name: array}` of the θ0 (`"init"`) or θk (`"rewind"`)

@@ -15,8 +15,13 @@ MODULES = sorted(
 )
 
 
+TENSORFLOW_ONLY = {"keras_lottery.export", "keras_lottery.tflite_csr"}
+
+
 @pytest.mark.parametrize("module_name", ["keras_lottery", *MODULES])
 def test_docstring_examples(module_name):
+    if module_name in TENSORFLOW_ONLY and keras.backend.backend() != "tensorflow":
+        pytest.skip("TensorFlow-only module")
     module = importlib.import_module(module_name)
     globs = {"keras": keras, "np": np, "keras_lottery": keras_lottery, **vars(module)}
     finder = doctest.DocTestFinder()

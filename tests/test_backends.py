@@ -1,0 +1,65 @@
+"""The core on every Keras backend: no TensorFlow needed, clear TF-only errors.
+
+The scripts block `import tensorflow` outright, so any TensorFlow dependency
+of the core (or of keras_lottery's own schedules) fails the test.
+"""
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+SCRIPT = textwrap.dedent(
+    """
+    import os, sys, json
+    # Block TensorFlow: Keras then runs as it does where TF is not installed.
+    for name in ("tensorflow", "tensorflow_model_optimization", "tf_keras"):
+        sys.modules[name] = None
+    import numpy as np, keras
+    import keras_lottery as kl
+    keras.utils.set_random_seed(0)
+    model = kl.wrap(keras.Sequential([keras.Input((8,)), keras.layers.Dense(16, name="fc"),
+                                      keras.layers.Dense(2, name="out")]))
+    model.compile(keras.optimizers.Adam(0.01), "mse")
+    schedule = kl.schedules.Polynomial(0.5, 0.75, begin_round=1, end_round=2, power=1)
+    imp = kl.IterativeMagnitudePruning(rounds=3, epochs_per_round=1, schedule=schedule,
+                                       verbose=0)
+    model.fit(np.random.rand(32, 8), np.random.rand(32, 2), epochs=3, callbacks=[imp], verbose=0)
+    kernel = keras.ops.convert_to_numpy(model.get_layer("fc").layer.kernel)
+    mask = model.get_layer("fc").get_masks()["kernel"]
+    tensorflow_imported = sys.modules.get("tensorflow") is not None
+    error = None
+    try:
+        kl.export_tflite(model, "/tmp/never.tflite")
+    except RuntimeError as e:
+        error = str(e)
+    print(json.dumps({
+        "backend": keras.backend.backend(),
+        "tensorflow_imported": tensorflow_imported,
+        "kept": int(mask.sum()),
+        "pruned_zero": bool(np.all(kernel[~mask] == 0)),
+        "export_error": error,
+    }))
+    """
+)
+
+
+@pytest.mark.parametrize("backend", ["jax", "torch"])
+def test_core_without_tensorflow(backend):
+    pytest.importorskip(backend)
+    env = {**os.environ, "KERAS_BACKEND": backend, "PYTHONPATH": ROOT}
+    result = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True,
+                            text=True, timeout=600, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    import json
+
+    data = json.loads(result.stdout.strip().splitlines()[-1])
+    assert data["backend"] == backend
+    assert not data["tensorflow_imported"], "the core imported TensorFlow"
+    assert data["kept"] == round(8 * 16 * 0.25)  # Polynomial: 50% then 75% sparsity
+    assert data["pruned_zero"]
+    assert "TensorFlow backend" in data["export_error"]
