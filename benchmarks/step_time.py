@@ -1,0 +1,131 @@
+"""Benchmark: step time of a wrapped (masked) model vs the same dense model.
+
+For each Keras backend (one subprocess each) and each setting, the dense and
+the wrapped LeNet-300-100 (batch 60, 784 inputs, Adam) are trained on the
+same arrays, interleaved and repeated; the table reports median milliseconds
+per step and the median of the per-repeat masked/dense ratios.
+
+    python benchmarks/step_time.py                       # all backends
+    python benchmarks/step_time.py --backends tensorflow --repeats 9
+
+Results: benchmarks/results/step_time.json and the table in docs/BENCHMARKS.md.
+"""
+
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+
+SETTINGS = {
+    "tensorflow": [
+        {"steps_per_execution": 1, "jit_compile": False},
+        {"steps_per_execution": 32, "jit_compile": False},
+        {"steps_per_execution": 1, "jit_compile": True},
+        {"steps_per_execution": 32, "jit_compile": True},
+    ],
+    "jax": [
+        {"steps_per_execution": 1, "jit_compile": True},
+        {"steps_per_execution": 32, "jit_compile": True},
+    ],
+    "torch": [{"steps_per_execution": 1, "jit_compile": False}],
+}
+
+
+def worker(backend, steps, repeats, batch):
+    """Runs in a subprocess with KERAS_BACKEND set; prints one JSON line."""
+    import keras
+    import numpy as np
+
+    sys.path.insert(0, ROOT)
+    import keras_lottery as kl
+
+    rng = np.random.default_rng(0)
+    x = rng.random((steps * batch, 784), dtype=np.float32)
+    y = rng.integers(0, 10, steps * batch).astype("int32")
+    rows = []
+    for setting in SETTINGS[backend]:
+        models = {}
+        for kind in ("dense", "masked"):
+            keras.utils.set_random_seed(0)
+            model = keras.Sequential([
+                keras.Input((784,)),
+                keras.layers.Dense(300, activation="relu", name="fc1"),
+                keras.layers.Dense(100, activation="relu", name="fc2"),
+                keras.layers.Dense(10, name="out"),
+            ])
+            if kind == "masked":
+                model = kl.wrap(model)
+                masks = {k: rng.random(m.shape) < 0.2 for k, m in kl.layer_masks(model).items()}
+                kl.set_layer_masks(model, masks)
+            model.compile(
+                keras.optimizers.Adam(1.2e-3),
+                keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                **setting,
+            )
+            model.fit(x, y, batch_size=batch, epochs=1, verbose=0, shuffle=False)  # warm-up
+            models[kind] = model
+        times = {"dense": [], "masked": []}
+        for r in range(repeats):
+            order = ("dense", "masked") if r % 2 == 0 else ("masked", "dense")
+            for kind in order:
+                start = time.perf_counter()
+                models[kind].fit(x, y, batch_size=batch, epochs=1, verbose=0, shuffle=False)
+                times[kind].append((time.perf_counter() - start) / steps)
+        ratios = [m / d for m, d in zip(times["masked"], times["dense"])]
+        rows.append({
+            "backend": backend,
+            **setting,
+            "dense_ms": 1000 * float(np.median(times["dense"])),
+            "masked_ms": 1000 * float(np.median(times["masked"])),
+            "ratio": float(np.median(ratios)),
+            "ratio_min": float(np.min(ratios)),
+            "ratio_max": float(np.max(ratios)),
+        })
+    print(json.dumps(rows))
+
+
+def main(argv):
+    from absl import flags
+
+    flags.DEFINE_list("backends", ["tensorflow", "jax", "torch"], "Keras backends.")
+    flags.DEFINE_integer("steps", 200, "Steps per timed fit.", lower_bound=10)
+    flags.DEFINE_integer("repeats", 7, "Interleaved repeats.", lower_bound=1)
+    flags.DEFINE_integer("batch", 60, "Batch size.", lower_bound=1)
+    flags.DEFINE_string("output", os.path.join(HERE, "results", "step_time.json"), "JSON results.")
+    flags.FLAGS(argv)
+    f = flags.FLAGS
+    rows = []
+    for backend in f.backends:
+        env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "3"}
+        command = [sys.executable, __file__, "--worker", backend, str(f.steps), str(f.repeats), str(f.batch)]
+        result = subprocess.run(command, capture_output=True, text=True, env=env)
+        if result.returncode != 0:
+            print(f"{backend}: failed\n{result.stderr[-2000:]}")
+            continue
+        rows.extend(json.loads(result.stdout.strip().splitlines()[-1]))
+    header = "| backend | steps_per_execution | jit_compile | dense ms/step | masked ms/step | masked/dense (median, min-max) |"
+    lines = [header, "|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(
+            f"| {r['backend']} | {r['steps_per_execution']} | {r['jit_compile']} | "
+            f"{r['dense_ms']:.3f} | {r['masked_ms']:.3f} | "
+            f"{r['ratio']:.3f} ({r['ratio_min']:.3f}-{r['ratio_max']:.3f}) |"
+        )
+    print("\n".join(lines))
+    os.makedirs(os.path.dirname(f.output), exist_ok=True)
+    with open(f.output, "w") as out:
+        json.dump({"machine": platform.processor() or platform.machine(),
+                   "cpus": os.cpu_count(), "steps": f.steps, "repeats": f.repeats,
+                   "batch": f.batch, "rows": rows}, out, indent=2)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "--worker":
+        worker(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]))
+    else:
+        main(sys.argv)
