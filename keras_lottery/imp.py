@@ -215,6 +215,7 @@ class IterativeMagnitudePruning(keras.callbacks.Callback):
                 "unique names so their masks can be told apart."
             )
         self._layer_names = names
+        self._check_distribution()
         self._output_layers = self._resolve_output_layers()
         self.schedule.validate(self._layer_names, self._output_layers)
         epochs = self.params.get("epochs")
@@ -462,6 +463,25 @@ class IterativeMagnitudePruning(keras.callbacks.Callback):
             kept[layer] = kept.get(layer, 0) + int(mask.sum())
             total[layer] = total.get(layer, 0) + mask.size
         return {layer: kept[layer] / total[layer] for layer in kept}
+
+    def _check_distribution(self):
+        strategy = getattr(self.model, "distribute_strategy", None)
+        replicas = getattr(strategy, "num_replicas_in_sync", 1)
+        if replicas <= 1:
+            return
+        limits = []
+        if getattr(self.model, "steps_per_execution", 1) > 1:
+            limits.append(f"steps_per_execution={self.model.steps_per_execution}")
+        if getattr(self.model, "jit_compile", False) is True:
+            limits.append("jit_compile=True")
+        if limits:
+            raise ValueError(
+                f"{' and '.join(limits)} do not work with "
+                f"{type(strategy).__name__} ({replicas} replicas) in Keras 3's "
+                "model.fit (keras-team/keras#19246). Compile with "
+                "steps_per_execution=1 and jit_compile=False under a "
+                "distribution strategy."
+            )
 
     def _resolve_output_layers(self):
         if self.output_layers is None:

@@ -59,3 +59,16 @@ def test_mirrored_matches_single_device():
             mask = keras.ops.convert_to_numpy(pm.mask.value) > 0.5
             assert np.all(values[~mask] == 0)
     assert imp_m.rewind_step == imp_s.rewind_step == 3
+
+
+@pytest.mark.parametrize("compile_kwargs", [{"steps_per_execution": 4}, {"jit_compile": True}])
+def test_known_upstream_limits_get_a_clear_error(compile_kwargs):
+    devices = tf.config.list_logical_devices("CPU")
+    strategy = tf.distribute.MirroredStrategy([d.name for d in devices[:2]])
+    with strategy.scope():
+        model = kl.wrap(mlp())
+        model.compile("adam", "mse", **compile_kwargs)
+    imp = kl.IterativeMagnitudePruning(rounds=2, epochs_per_round=1, verbose=0)
+    x, _ = classification_data()
+    with pytest.raises(ValueError, match="keras-team/keras#19246"):
+        model.fit(x, np.zeros((96, 3)), epochs=2, callbacks=[imp], verbose=0)
