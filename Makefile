@@ -13,10 +13,10 @@ $(STAMP): setup.py
 	$(PY) -m pip install --quiet -e ".[test]"
 	touch $(STAMP)
 
-# LeNet-300-100 on the embedded digits: ticket + both controls, 15 rounds
+# LeNet-300-100 on the embedded digits: ticket + both controls, 2 trials, 15 rounds
 # (4.8% of the weights remaining), table and plots in runs/demo.
 demo: $(STAMP)
-	$(PY) examples/lenet.py --rounds=15 --iterations=300 --eval_every=30 --output_dir=runs/demo
+	$(PY) examples/lenet.py --rounds=15 --iterations=300 --eval_every=30 --trials=2 --output_dir=runs/demo
 
 # The backend-neutral core also runs on JAX and PyTorch (CPU).
 CORE_TESTS := tests/test_pruning.py tests/test_schedules.py tests/test_wrapper.py \
