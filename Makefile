@@ -20,7 +20,7 @@ demo: $(STAMP)
 
 # The backend-neutral core also runs on JAX and PyTorch (CPU).
 CORE_TESTS := tests/test_pruning.py tests/test_schedules.py tests/test_wrapper.py \
-	tests/test_wrapping.py tests/test_imp.py tests/test_ticket.py \
+	tests/test_wrapping.py tests/test_imp.py tests/test_ticket.py tests/test_resume.py \
 	tests/test_docstrings.py tests/test_layering.py
 
 test: $(STAMP)

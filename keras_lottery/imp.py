@@ -8,12 +8,14 @@ is reused throughout: only variable values change between rounds.
 """
 
 import numbers
+import os
 import time
 
 import keras
 import numpy as np
 from keras import ops
 
+from keras_lottery import checkpoint as checkpoint_lib
 from keras_lottery import optimizer_state
 from keras_lottery import pruning
 from keras_lottery import schedules as schedules_lib
@@ -93,7 +95,17 @@ class IterativeMagnitudePruning(keras.callbacks.Callback):
         monitor: log key whose minimum marks the early-stopping iteration.
         output_layers: names of the layers treated as output layers (default:
             the last wrapped layer).
+        checkpoint_dir: if set, the whole IMP state (model and optimizer
+            variables, masks, snapshots, results, round, seeds) is written
+            there atomically at every round boundary. A new run with the same
+            settings and `checkpoint_dir` resumes from it: call
+            `fit(..., initial_epoch=imp.initial_epoch)`. At most the round in
+            progress is lost.
         verbose: 1 prints one summary line per round, 0 is silent.
+
+    A non-finite `loss` stops training at the end of its epoch
+    (`stopped_reason` says why); the masks and the last checkpoint are those
+    of the last good round.
 
     Example:
     >>> import numpy as np
@@ -122,6 +134,7 @@ class IterativeMagnitudePruning(keras.callbacks.Callback):
         seed=None,
         monitor="val_loss",
         output_layers=None,
+        checkpoint_dir=None,
         verbose=1,
     ):
         super().__init__()
@@ -153,6 +166,8 @@ class IterativeMagnitudePruning(keras.callbacks.Callback):
         self.monitor = monitor
         self.output_layers = None if output_layers is None else list(output_layers)
         self.verbose = int(verbose)
+        self.checkpoint_dir = checkpoint_dir
+        self.stopped_reason = None
         self.results = []
         self.round = 0
         self._mask_history = []
@@ -168,6 +183,28 @@ class IterativeMagnitudePruning(keras.callbacks.Callback):
     def total_epochs(self):
         """Epochs to pass to `fit`: `rounds * epochs_per_round`."""
         return self.rounds * self.epochs_per_round
+
+    @property
+    def checkpoint_path(self):
+        """The checkpoint file, or None without `checkpoint_dir`."""
+        if self.checkpoint_dir is None:
+            return None
+        return os.path.join(self.checkpoint_dir, "imp_checkpoint.npz")
+
+    @property
+    def initial_epoch(self):
+        """The epoch to resume at: `fit(..., initial_epoch=imp.initial_epoch)`.
+
+        0 without a checkpoint; otherwise the first epoch of the round the
+        checkpoint was taken at (`total_epochs` once every round is done).
+        """
+        path = self.checkpoint_path
+        if path is None or not os.path.exists(path):
+            return 0
+        _, metadata = checkpoint_lib.read(path)
+        if metadata.get("finished"):
+            return self.total_epochs
+        return int(metadata["round"]) * self.epochs_per_round
 
     @property
     def masks(self):
@@ -239,9 +276,24 @@ class IterativeMagnitudePruning(keras.callbacks.Callback):
         self._other_init = [ops.convert_to_numpy(v.value) for v in self._other_weights]
         self._other_rewind = None
         self._total_steps = 0
-        self._start_round()
+        self._expected_epoch = 0
+        self._finished = False
+        path = self.checkpoint_path
+        if path is not None and os.path.exists(path):
+            self._restore(path)
+            self._start_round(record_history=False)
+        else:
+            self._start_round()
 
     def on_epoch_begin(self, epoch, logs=None):
+        if self._expected_epoch is not None:
+            expected, self._expected_epoch = self._expected_epoch, None
+            if epoch != expected:
+                raise ValueError(
+                    f"fit starts at epoch {epoch}, but the IMP state is at "
+                    f"epoch {expected} (round {self.round}). Call "
+                    "fit(..., initial_epoch=imp.initial_epoch) to resume."
+                )
         self._epoch_start_step = self._steps_in_round
 
     def on_train_batch_end(self, batch, logs=None):
@@ -253,6 +305,10 @@ class IterativeMagnitudePruning(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs if logs is not None else {}
+        loss = logs.get("loss")
+        if loss is not None and not np.isfinite(loss):
+            self._stop(f"loss is {loss} in round {self.round} (epoch {epoch})")
+            return
         iteration = optimizer_state.optimizer_iteration(self.model.optimizer)
         steps_now = iteration - self._round_start_iteration
         self._total_steps += steps_now - self._steps_in_round
@@ -270,15 +326,31 @@ class IterativeMagnitudePruning(keras.callbacks.Callback):
 
     # ---------------------------------------------------------------- rounds
 
-    def _start_round(self):
+    def _stop(self, reason):
+        self.stopped_reason = reason
+        self.model.stop_training = True
+        saved = (
+            f"; the checkpoint in {self.checkpoint_dir} holds the last good round"
+            if self.checkpoint_dir
+            else ""
+        )
+        print(
+            f"IMP stopped: {reason}. The masks are those of round {self.round} "
+            f"(nothing was pruned after the failure){saved}. Lower the "
+            "learning rate or check the data, then resume or rerun.",
+            flush=True,
+        )
+
+    def _start_round(self, record_history=True):
         masks = self._read_masks()
         self._density = pruning.density(masks)
         self._layer_density = self._layer_densities(masks)
         self._kept = sum(int(m.sum()) for m in masks.values())
         self._total = sum(m.size for m in masks.values())
-        self._mask_history.append(
-            {k: (np.packbits(m.ravel()), m.shape) for k, m in masks.items()}
-        )
+        if record_history:
+            self._mask_history.append(
+                {k: (np.packbits(m.ravel()), m.shape) for k, m in masks.items()}
+            )
         self._round_start_iteration = optimizer_state.optimizer_iteration(
             self.model.optimizer
         )
@@ -323,6 +395,10 @@ class IterativeMagnitudePruning(keras.callbacks.Callback):
             print(_summary_line(row, self.rounds, self.monitor), flush=True)
         if self.round + 1 < self.rounds:
             self._advance()
+        else:
+            self._finished = True
+        if self.checkpoint_dir is not None:
+            self._save()
 
     def _advance(self):
         new_masks = self._next_masks(self.round + 1)
@@ -330,6 +406,135 @@ class IterativeMagnitudePruning(keras.callbacks.Callback):
         self._rewind(self.round + 1)
         self.round += 1
         self._start_round()
+
+    # ----------------------------------------------------------- checkpoints
+
+    def _config(self):
+        return {
+            "rounds": self.rounds,
+            "epochs_per_round": self.epochs_per_round,
+            "schedule": repr(self.schedule),
+            "scope": self.scope,
+            "rewind_to": self.rewind_to,
+            "one_shot": self.one_shot,
+            "control": self.control,
+            "seed": self.seed,
+            "monitor": self.monitor,
+            "layers": self._layer_names,
+        }
+
+    def _save(self):
+        arrays = {}
+        variables = self.model.variables
+        for i, v in enumerate(variables):
+            arrays[f"model:{i}"] = ops.convert_to_numpy(v.value)
+        optimizer_variables = self.model.optimizer.variables
+        for i, v in enumerate(optimizer_variables):
+            arrays[f"optimizer:{i}"] = ops.convert_to_numpy(v.value)
+        for r, entry in enumerate(self._mask_history):
+            for key, (bits, _) in entry.items():
+                arrays[f"history:{r}:{key}"] = bits
+        for i, value in enumerate(self._other_init):
+            arrays[f"other_init:{i}"] = value
+        for i, value in enumerate(self._other_rewind or []):
+            arrays[f"other_rewind:{i}"] = value
+        if self._rewind_state is not None:
+            for i, value in enumerate(self._rewind_state["slots"]):
+                arrays[f"rewind_slot:{i}"] = value
+        metadata = {
+            "config": _json_safe(self._config()),
+            "round": self.round,
+            "finished": self._finished,
+            "results": _json_safe(self.results),
+            "total_steps": self._total_steps,
+            "rewind_step": self.rewind_step,
+            "rewind_iterations": None
+            if self._rewind_state is None
+            else self._rewind_state["iterations"],
+            "has_other_rewind": self._other_rewind is not None,
+            "history_shapes": [
+                {key: list(shape) for key, (_, shape) in entry.items()}
+                for entry in self._mask_history
+            ],
+            "model_variables": [[v.path, list(v.shape)] for v in variables],
+            "optimizer_variables": [
+                [v.path, list(v.shape)] for v in optimizer_variables
+            ],
+        }
+        checkpoint_lib.write(self.checkpoint_path, arrays, metadata)
+
+    def _restore(self, path):
+        arrays, metadata = checkpoint_lib.read(path)
+        saved, now = metadata.get("config", {}), _json_safe(self._config())
+        differences = sorted(k for k in set(saved) | set(now) if saved.get(k) != now.get(k))
+        if differences:
+            details = ", ".join(
+                f"{k}: checkpoint {saved.get(k)!r}, now {now.get(k)!r}" for k in differences
+            )
+            raise checkpoint_lib.CheckpointError(
+                f"{path} was written by a run with other settings ({details}). "
+                "Resume with the same settings, or use another checkpoint_dir."
+            )
+        optimizer = self.model.optimizer
+        if not optimizer.built:
+            # Keras builds the slots at the first step; they must exist now to
+            # receive the saved values.
+            optimizer.build(self.model.trainable_variables)
+        variables = self.model.variables
+        optimizer_variables = optimizer.variables
+        shapes = [[v.path, list(v.shape)] for v in variables]
+        if [s[1] for s in metadata["model_variables"]] != [s[1] for s in shapes] or len(
+            metadata["optimizer_variables"]
+        ) != len(optimizer_variables):
+            raise checkpoint_lib.CheckpointError(
+                f"{path} holds {len(metadata['model_variables'])} model and "
+                f"{len(metadata['optimizer_variables'])} optimizer variables; "
+                f"this model has {len(variables)} and {len(optimizer_variables)} "
+                "(or their shapes differ). Resume with the same model and optimizer."
+            )
+        needed = [f"model:{i}" for i in range(len(variables))] + [
+            f"optimizer:{i}" for i in range(len(optimizer_variables))
+        ]
+        missing = [name for name in needed if name not in arrays]
+        if missing:
+            raise checkpoint_lib.CheckpointError(f"{path} is missing {missing[:5]}.")
+        for i, v in enumerate(variables):
+            v.assign(arrays[f"model:{i}"])
+        for i, v in enumerate(optimizer_variables):
+            v.assign(arrays[f"optimizer:{i}"])
+        self.round = int(metadata["round"])
+        self._finished = bool(metadata["finished"])
+        self.results = list(metadata["results"])
+        self._total_steps = int(metadata["total_steps"])
+        self.rewind_step = metadata["rewind_step"]
+        self._mask_history = [
+            {
+                key: (arrays[f"history:{r}:{key}"], tuple(shape))
+                for key, shape in entry.items()
+            }
+            for r, entry in enumerate(metadata["history_shapes"])
+        ]
+        self._other_init = [
+            arrays[f"other_init:{i}"] for i in range(len(self._other_weights))
+        ]
+        if metadata["has_other_rewind"]:
+            self._other_rewind = [
+                arrays[f"other_rewind:{i}"] for i in range(len(self._other_weights))
+            ]
+        if metadata["rewind_iterations"] is not None:
+            slots = sorted(
+                (int(k.split(":")[1]), v) for k, v in arrays.items() if k.startswith("rewind_slot:")
+            )
+            self._rewind_state = {
+                "iterations": list(metadata["rewind_iterations"]),
+                "slots": [v for _, v in slots],
+            }
+        self._expected_epoch = (
+            self.total_epochs if self._finished else self.round * self.epochs_per_round
+        )
+        if self.verbose:
+            state = "finished" if self._finished else f"round {self.round}"
+            print(f"IMP resumed from {path} at {state}.", flush=True)
 
     def _next_masks(self, next_round):
         current = self._read_masks()
@@ -554,6 +759,18 @@ def _summary_line(row, rounds, monitor):
         )
     parts.append(f"{row['seconds']:.1f}s")
     return " | ".join(parts)
+
+
+def _json_safe(value):
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, float) and not np.isfinite(value):
+        return str(value)
+    return value
 
 
 def _to_float(value):
