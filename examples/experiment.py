@@ -7,6 +7,8 @@ one `model.fit` with the `IterativeMagnitudePruning` callback. Results go to
 
 - `config.json` — the flags of the run (a rerun with other flags is refused);
 - `trial<t>/<arm>.json` — one finished arm; a rerun skips it (resume);
+- `trial<t>/<arm>_checkpoint/` — the IMP callback's round checkpoints: a run
+  killed mid-arm resumes at the round it was in;
 - `trial<t>/ticket_masks.npz` — the ticket's masks per round (for controls);
 - `results.json`, `results.csv` — one row per (trial, round, arm);
 - `accuracy.png`, `early_stop.png`, `learning_curves.png`;
@@ -54,6 +56,16 @@ def define_flags(**defaults):
     flags.DEFINE_bool("tensorboard", True, "Write TensorBoard logs.")
 
 
+def require_fraction(name):
+    """Registers a validator: the float flag `name` must be in [0, 1) (NaN
+    passes absl's own bounds, since every comparison with NaN is false)."""
+    flags.register_validator(
+        name,
+        lambda value: value is None or 0.0 <= value < 1.0,
+        message=f"--{name} must be a number in [0, 1).",
+    )
+
+
 def parse_rewind(value):
     """`--rewind_to` as the callback wants it."""
     if value in ("init", "lr", "finetune"):
@@ -97,18 +109,25 @@ def check_flags(train_size):
 
 class TestMetrics(keras.callbacks.Callback):
     """Adds `test_accuracy`/`test_loss` to each epoch's logs (place it before
-    the IMP callback, so each round's results and `at_best` carry them)."""
+    the IMP callback, so each round's results and `at_best` carry them), and
+    keeps the per-epoch test accuracy in `path` so a resumed arm keeps its
+    learning curve."""
 
-    def __init__(self, test_data):
+    def __init__(self, test_data, path, start_epoch):
         super().__init__()
         self.test_data = test_data
+        self.path = path
         self.curve = []
+        if start_epoch and os.path.exists(path):
+            with open(path) as f:
+                self.curve = json.load(f)[:start_epoch]
 
     def on_epoch_end(self, epoch, logs=None):
         metrics = self.model.evaluate(self.test_data, verbose=0, return_dict=True)
         logs["test_accuracy"] = float(metrics["accuracy"])
         logs["test_loss"] = float(metrics["loss"])
         self.curve.append(logs["test_accuracy"])
+        common.write_json(self.path, self.curve)
 
 
 def pipeline(x, y, batch_size, seed=None, augment=None, repeat=False):
@@ -132,7 +151,7 @@ def run(name, build_model, make_optimizer, rate, augment=None):
     except (ValueError, FileNotFoundError) as error:
         raise app.UsageError(f"--dataset={FLAGS.dataset}: {error}") from None
     steps_per_epoch, epochs_per_round = check_flags(len(train[0]))
-    os.makedirs(FLAGS.output_dir, exist_ok=True)
+    _check_writable(FLAGS.output_dir)
     config = _config(name, steps_per_epoch, epochs_per_round)
     _check_config(config)
     arms = ["ticket", *FLAGS.controls]
@@ -159,6 +178,20 @@ def run(name, build_model, make_optimizer, rate, augment=None):
     print(f"{len(rows)} rows, wall time {time.perf_counter() - start:.0f}s; "
           f"plots: {os.path.join(FLAGS.output_dir, 'accuracy.png')}")
     return rows
+
+
+def _check_writable(directory):
+    try:
+        os.makedirs(directory, exist_ok=True)
+        probe = os.path.join(directory, ".write_test")
+        with open(probe, "w") as f:
+            f.write("ok")
+        os.remove(probe)
+    except OSError as error:
+        raise app.UsageError(
+            f"--output_dir={directory} is not a writable directory ({error}). "
+            "Choose another --output_dir."
+        ) from None
 
 
 def _config(name, steps_per_epoch, epochs_per_round):
@@ -243,7 +276,7 @@ def _run_arm(trial, arm, build_model, make_optimizer, rate, data, steps_per_epoc
             steps_per_execution=FLAGS.steps_per_execution,
         )
     control = None if arm == "ticket" else arm
-    imp = kl.IterativeMagnitudePruning(
+    imp = _make_imp(
         rounds=FLAGS.rounds,
         epochs_per_round=epochs_per_round,
         rate=rate,
@@ -252,9 +285,15 @@ def _run_arm(trial, arm, build_model, make_optimizer, rate, data, steps_per_epoc
         control=control,
         reference_masks=ticket_masks if control else None,
         seed=seed + 1000,
+        checkpoint_dir=os.path.join(FLAGS.output_dir, f"trial{trial}", f"{arm}_checkpoint"),
         verbose=1,
     )
-    test_metrics = TestMetrics(pipeline(xt, yt, 1000))
+    trial_dir = os.path.join(FLAGS.output_dir, f"trial{trial}")
+    os.makedirs(trial_dir, exist_ok=True)
+    initial_epoch = imp.initial_epoch
+    test_metrics = TestMetrics(
+        pipeline(xt, yt, 1000), os.path.join(trial_dir, f"{arm}_curve.json"), initial_epoch
+    )
     callbacks = [test_metrics, imp]
     if FLAGS.tensorboard:
         callbacks.append(keras.callbacks.TensorBoard(
@@ -265,6 +304,7 @@ def _run_arm(trial, arm, build_model, make_optimizer, rate, data, steps_per_epoc
         pipeline(x, y, FLAGS.batch_size, seed=seed, augment=augment, repeat=True),
         steps_per_epoch=steps_per_epoch,
         epochs=imp.total_epochs,
+        initial_epoch=initial_epoch,
         validation_data=pipeline(xv, yv, 1000),
         callbacks=callbacks,
         shuffle=False,  # the pipeline shuffles
@@ -272,8 +312,6 @@ def _run_arm(trial, arm, build_model, make_optimizer, rate, data, steps_per_epoc
     )
     rows = [_row(trial, arm, r) for r in imp.results]
     result = {"rows": rows, "curve": test_metrics.curve}
-    trial_dir = os.path.join(FLAGS.output_dir, f"trial{trial}")
-    os.makedirs(trial_dir, exist_ok=True)
     if arm == "ticket":
         arrays = {f"{r}:{k}": m for r, masks in enumerate(imp.mask_history) for k, m in masks.items()}
         tmp = os.path.join(trial_dir, "ticket_masks.part.npz")
@@ -285,6 +323,15 @@ def _run_arm(trial, arm, build_model, make_optimizer, rate, data, steps_per_epoc
             _export(model, xt)
     common.write_json(_arm_path(trial, arm), result)
     return result
+
+
+def _make_imp(**kwargs):
+    # Argument errors of the callback are flag errors here: report them as
+    # usage errors, not tracebacks.
+    try:
+        return kl.IterativeMagnitudePruning(**kwargs)
+    except (ValueError, TypeError) as error:
+        raise app.UsageError(str(error)) from None
 
 
 def _export(model, x_test):

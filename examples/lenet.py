@@ -34,6 +34,10 @@ flags.DEFINE_float("rate", 0.2, "Per-round pruning rate of the hidden layers.", 
 flags.DEFINE_float("output_rate", 0.1, "Per-round pruning rate of the output layer.", lower_bound=0.0, upper_bound=0.99)
 
 
+experiment.require_fraction("rate")
+experiment.require_fraction("output_rate")
+
+
 def main(argv):
     del argv
     experiment.run(

@@ -70,6 +70,9 @@ class WarmupPiecewise(keras.optimizers.schedules.LearningRateSchedule):
         return {"base": self.base, "drops": self.drops, "warmup": self.warmup}
 
 
+experiment.require_fraction("rate")
+
+
 def main(argv):
     del argv
     paper = PAPER[FLAGS.model]

@@ -9,9 +9,24 @@ one (a process killed mid-write leaves only a `.part` file, which is ignored).
 import json
 import os
 import tempfile
+import struct
 import zipfile
+import zlib
 
 import numpy as np
+
+# What NumPy's and zipfile's readers raise on a damaged file (a flipped byte
+# can hit a header, the compression method, or deflated data).
+_DAMAGED_FILE_ERRORS = (
+    OSError,
+    ValueError,
+    EOFError,
+    KeyError,
+    NotImplementedError,
+    struct.error,
+    zipfile.BadZipFile,
+    zlib.error,
+)
 
 FORMAT = "keras_lottery.imp_checkpoint"
 VERSION = 1
@@ -70,7 +85,7 @@ def read(path):
     try:
         with np.load(path, allow_pickle=False) as data:
             arrays = {name: data[name] for name in data.files}
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as error:
+    except _DAMAGED_FILE_ERRORS as error:
         raise CheckpointError(
             f"Cannot read checkpoint {path}: {error}. It is damaged; delete it "
             "to start the run over, or restore it from a copy."

@@ -14,11 +14,12 @@ class MaskConstraint(keras.constraints.Constraint):
     so pruned weights stay exactly 0.0 whatever the optimizer does.
     `LotteryWrapper` installs it; users never build one themselves.
 
-    On JAX the optimizer step cannot see the mask (its stateless scope holds
-    only trainable and optimizer variables), so there the constraint passes
-    the weight through and `LotteryWrapper` masks in the forward pass instead:
-    pruned weights get exactly zero gradients, and with their optimizer slots
-    zeroed at each prune they stay exactly 0.0.
+    On JAX the optimizer step runs in a stateless scope that holds only
+    trainable and optimizer variables, so the mask variable cannot be read
+    there. Within the same jitted train step the forward pass runs first, and
+    `LotteryWrapper` hands the constraint the mask's traced value from it
+    (`traced_mask`); the constraint then masks after every update exactly as
+    on the other backends.
 
     Args:
         mask: a float `keras.Variable` of the weight's shape (1 keeps, 0 prunes).
@@ -34,13 +35,21 @@ class MaskConstraint(keras.constraints.Constraint):
     def __init__(self, mask, inner=None):
         self.mask = mask
         self.inner = inner
+        # JAX only: the mask's value in the train step being traced.
+        self.traced_mask = None
 
     def __call__(self, w):
         if self.inner is not None:
             w = self.inner(w)
         mask = backend_compat.current_value(self.mask)
         if mask is None:
-            return w
+            mask = self.traced_mask
+        if mask is None:
+            raise RuntimeError(
+                f"The mask of {self.mask.path} is not available in this "
+                "optimizer step: on JAX the wrapped layer must run in the same "
+                "train step (is it part of the model being trained?)."
+            )
         return w * ops.cast(mask, w.dtype)
 
     def get_config(self):

@@ -21,7 +21,9 @@ import dataclasses
 import json
 import os
 import tempfile
+import struct
 import zipfile
+import zlib
 
 import numpy as np
 from keras import ops
@@ -31,6 +33,19 @@ from keras_lottery.wrapper import INIT, REWIND
 from keras_lottery.wrapping import find_wrappers
 from keras_lottery.wrapping import non_pruned_weights
 from keras_lottery.wrapping import wrap
+
+# What NumPy's and zipfile's readers raise on a damaged file (a flipped byte
+# can hit a header, the compression method, or deflated data).
+_DAMAGED_FILE_ERRORS = (
+    OSError,
+    ValueError,
+    EOFError,
+    KeyError,
+    NotImplementedError,
+    struct.error,
+    zipfile.BadZipFile,
+    zlib.error,
+)
 
 FORMAT = "keras_lottery.ticket"
 VERSION = 1
@@ -179,7 +194,7 @@ def read_ticket(path):
     try:
         with np.load(path, allow_pickle=False) as data:
             contents = {name: data[name] for name in data.files}
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as error:
+    except _DAMAGED_FILE_ERRORS as error:
         raise TicketError(
             f"Cannot read ticket file {path}: {error}. The file is missing, "
             "truncated or not a keras_lottery ticket; save it again with "

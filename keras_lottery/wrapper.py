@@ -12,8 +12,8 @@ non-trainable variables of `w`'s shape:
 `w` itself gets a `MaskConstraint`, so after every optimizer update it is
 multiplied by its mask inside the compiled train step. The forward pass is
 the wrapped layer's own: masking costs one multiply per weight per step.
-On JAX, where the optimizer step cannot read the masks, the wrapper computes
-with `weight * mask` in the forward pass instead (see `MaskConstraint`).
+On JAX, where the optimizer step cannot read the mask variables, the forward
+pass hands the constraint the masks' traced values (see `MaskConstraint`).
 """
 
 import keras
@@ -143,25 +143,15 @@ class LotteryWrapper(keras.layers.Wrapper):
 
     def call(self, inputs, *args, **kwargs):
         scope = backend_compat.current_scope()
-        if scope is None or not backend_compat.is_jax():
-            return self.layer(inputs, *args, **kwargs)
-        # JAX: the optimizer step cannot apply the masks (see MaskConstraint),
-        # so the layer computes with `weight * mask` here; gradients of
-        # pruned weights are then exactly zero.
-        mapping = []
-        masked = {id(p.variable): p.mask for p in self._prunable}
-        for variable in self.layer.variables:
-            value = scope.get_current_value(variable)
-            if value is None:
-                value = variable.value
-            if id(variable) in masked:
-                mask = scope.get_current_value(masked[id(variable)])
-                if mask is None:
-                    mask = masked[id(variable)].value
-                value = value * ops.cast(mask, value.dtype)
-            mapping.append((variable, value))
-        with keras.StatelessScope(state_mapping=mapping, initialize_variables=False):
-            return self.layer(inputs, *args, **kwargs)
+        if scope is not None and backend_compat.is_jax():
+            # JAX: the optimizer step cannot read the mask variables, but it
+            # runs after this forward pass in the same traced step: hand the
+            # constraints the masks' traced values (see MaskConstraint).
+            for p in self._prunable:
+                traced = scope.get_current_value(p.mask)
+                if traced is not None and isinstance(p.variable.constraint, MaskConstraint):
+                    p.variable.constraint.traced_mask = traced
+        return self.layer(inputs, *args, **kwargs)
 
     def compute_output_shape(self, input_shape):
         return self.layer.compute_output_shape(input_shape)

@@ -126,6 +126,19 @@ def test_lenet_end_to_end_then_export(tmp_path):
     assert again.stdout.count("already done, skipped") == 6
     assert json.loads((out / "results.json").read_text()) == rows
 
+    # An arm killed after its last checkpoint but before its summary resumes
+    # from the IMP checkpoint instead of retraining.
+    os.remove(out / "trial1" / "reinit.json")
+    again = _run("lenet.py", *TINY, f"--output_dir={out}")
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "IMP resumed from" in again.stdout and again.stdout.count("already done, skipped") == 5
+    assert json.loads((out / "results.json").read_text()) == rows
+
+    # An unwritable output directory (here: below a file) is refused cleanly.
+    bad = _run("lenet.py", *TINY, f"--output_dir={out / 'results.csv' / 'sub'}")
+    assert bad.returncode != 0 and "not a writable directory" in bad.stderr
+    assert "Traceback" not in bad.stderr
+
     # Other flags on the same directory are refused, listing the difference.
     other = _run("lenet.py", "--rounds=4", "--iterations=20", "--eval_every=10", f"--output_dir={out}")
     assert other.returncode != 0 and "rounds" in other.stderr and "Traceback" not in other.stderr
@@ -147,6 +160,8 @@ def test_lenet_end_to_end_then_export(tmp_path):
         (["--rewind_to=soon"], "rewind_to"),
         (["--iterations=25", "--eval_every=10"], "multiple"),
         (["--rate=1.5"], "rate"),
+        (["--rate=nan"], "rate"),
+        (["--output_rate=-0.1"], "output_rate"),
         (["--distribute=mirrored", "--steps_per_execution=4"], "steps_per_execution"),
         (["--dataset=imagenet"], "Unknown dataset"),
     ],
