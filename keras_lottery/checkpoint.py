@@ -7,26 +7,10 @@ one (a process killed mid-write leaves only a `.part` file, which is ignored).
 """
 
 import json
-import os
-import tempfile
-import struct
-import zipfile
-import zlib
 
 import numpy as np
 
-# What NumPy's and zipfile's readers raise on a damaged file (a flipped byte
-# can hit a header, the compression method, or deflated data).
-_DAMAGED_FILE_ERRORS = (
-    OSError,
-    ValueError,
-    EOFError,
-    KeyError,
-    NotImplementedError,
-    struct.error,
-    zipfile.BadZipFile,
-    zlib.error,
-)
+from keras_lottery import file_io
 
 FORMAT = "keras_lottery.imp_checkpoint"
 VERSION = 1
@@ -51,23 +35,11 @@ def write(path, arrays, metadata):
     >>> read(path)[1]["round"]
     1
     """
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
     payload = dict(arrays)
     payload["__metadata__"] = np.array(
         json.dumps({"format": FORMAT, "version": VERSION, **metadata})
     )
-    fd, tmp = tempfile.mkstemp(dir=directory, suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **payload)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    file_io.atomic_write(path, lambda f: np.savez(f, **payload))
 
 
 def read(path):
@@ -83,9 +55,8 @@ def read(path):
     keras_lottery.checkpoint.CheckpointError: Cannot read checkpoint /nonexistent.npz: ...
     """
     try:
-        with np.load(path, allow_pickle=False) as data:
-            arrays = {name: data[name] for name in data.files}
-    except _DAMAGED_FILE_ERRORS as error:
+        arrays = file_io.read_npz(path)
+    except file_io.DAMAGED_FILE_ERRORS as error:
         raise CheckpointError(
             f"Cannot read checkpoint {path}: {error}. It is damaged; delete it "
             "to start the run over, or restore it from a copy."

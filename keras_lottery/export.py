@@ -24,6 +24,7 @@ import tempfile
 import keras
 import numpy as np
 
+from keras_lottery import file_io
 from keras_lottery.report import sparsity_report
 from keras_lottery.wrapping import find_wrappers
 from keras_lottery.wrapping import strip
@@ -199,7 +200,7 @@ def export_tflite(
         raise ExportVerificationError(
             f"{mismatch}{_known_bug_hint(sparse, quantize)}"
         ) from None
-    _atomic_write(path, flatbuffer)
+    file_io.atomic_write(path, lambda f: f.write(flatbuffer))
     return ExportResult(
         path=path,
         format="tflite",
@@ -460,20 +461,6 @@ def _check_outputs(got, expected, tolerance, what):
             f"(allowed: {tolerance * scale:.3g}). Nothing was written."
         )
     return error
-
-
-def _atomic_write(path, content):
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(content)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
 
 
 def _disk_bytes(path):

@@ -19,33 +19,15 @@ model untouched.
 
 import dataclasses
 import json
-import os
-import tempfile
-import struct
-import zipfile
-import zlib
 
 import numpy as np
-from keras import ops
 
+from keras_lottery import file_io
 from keras_lottery.version import __version__
 from keras_lottery.wrapper import INIT, REWIND
 from keras_lottery.wrapping import find_wrappers
 from keras_lottery.wrapping import non_pruned_weights
 from keras_lottery.wrapping import wrap
-
-# What NumPy's and zipfile's readers raise on a damaged file (a flipped byte
-# can hit a header, the compression method, or deflated data).
-_DAMAGED_FILE_ERRORS = (
-    OSError,
-    ValueError,
-    EOFError,
-    KeyError,
-    NotImplementedError,
-    struct.error,
-    zipfile.BadZipFile,
-    zlib.error,
-)
 
 FORMAT = "keras_lottery.ticket"
 VERSION = 1
@@ -161,21 +143,11 @@ def save_ticket(model, path, imp=None):
         "other_weights": others,
         "round": row.get("round"),
         "density": kept / total,
-        "metrics": _json_safe(row),
+        "metrics": file_io.json_safe(row),
         "rewind_step": rewind_step,
     }
     arrays["metadata"] = np.array(json.dumps(metadata))
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez_compressed(f, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    file_io.atomic_write(path, lambda f: np.savez_compressed(f, **arrays))
     return path
 
 
@@ -192,9 +164,8 @@ def read_ticket(path):
     keras_lottery.ticket.TicketError: Cannot read ticket file /nonexistent.npz: ...
     """
     try:
-        with np.load(path, allow_pickle=False) as data:
-            contents = {name: data[name] for name in data.files}
-    except _DAMAGED_FILE_ERRORS as error:
+        contents = file_io.read_npz(path)
+    except file_io.DAMAGED_FILE_ERRORS as error:
         raise TicketError(
             f"Cannot read ticket file {path}: {error}. The file is missing, "
             "truncated or not a keras_lottery ticket; save it again with "
@@ -318,15 +289,3 @@ def load_ticket(path, model):
         for variable, value in zip(others, ticket.other_init):
             variable.assign(value)
     return model
-
-
-def _json_safe(value):
-    if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    if isinstance(value, (np.generic,)):
-        return value.item()
-    if hasattr(value, "shape"):
-        return ops.convert_to_numpy(value).tolist()
-    return value

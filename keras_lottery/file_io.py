@@ -1,0 +1,86 @@
+"""Files keras_lottery writes and reads back: atomic writes, `.npz` reads
+that fail cleanly on damage, JSON-safe metadata.
+
+Shared by ticket files, IMP checkpoints and exported `.tflite` files.
+"""
+
+import os
+import struct
+import tempfile
+import zipfile
+import zlib
+
+import numpy as np
+from keras import ops
+
+# What NumPy's and zipfile's readers raise on a damaged file (a flipped byte
+# can hit a header, the compression method, or deflated data).
+DAMAGED_FILE_ERRORS = (
+    OSError,
+    ValueError,
+    EOFError,
+    KeyError,
+    NotImplementedError,
+    struct.error,
+    zipfile.BadZipFile,
+    zlib.error,
+)
+
+
+def atomic_write(path, write):
+    """Calls `write(file)` on a temporary file beside `path`, then moves it
+    into place: readers see the old file or the new one, never half of one.
+
+    Example:
+    >>> import tempfile
+    >>> path = os.path.join(tempfile.mkdtemp(), "a", "b.bin")
+    >>> atomic_write(path, lambda f: f.write(b"ok"))
+    >>> open(path, "rb").read()
+    b'ok'
+    """
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=directory, suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def read_npz(path):
+    """`{name: array}` of an `.npz` file (no pickles). Raises one of
+    `DAMAGED_FILE_ERRORS` when the file is missing or damaged.
+
+    Example:
+    >>> import tempfile
+    >>> path = os.path.join(tempfile.mkdtemp(), "a.npz")
+    >>> atomic_write(path, lambda f: np.savez(f, x=np.arange(2)))
+    >>> read_npz(path)["x"].tolist()
+    [0, 1]
+    """
+    with np.load(path, allow_pickle=False) as data:
+        return {name: data[name] for name in data.files}
+
+
+def json_safe(value):
+    """`value` with NumPy scalars and tensors turned into plain Python.
+
+    Example:
+    >>> json_safe({"a": np.float32(0.5), "b": (np.int64(1),)})
+    {'a': 0.5, 'b': [1]}
+    """
+    if isinstance(value, dict):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    if hasattr(value, "shape"):
+        return ops.convert_to_numpy(value).tolist()
+    return value
