@@ -16,6 +16,7 @@ import numpy as np
 from keras import ops
 
 from keras_lottery import checkpoint as checkpoint_lib
+from keras_lottery import file_io
 from keras_lottery import optimizer_state
 from keras_lottery import pruning
 from keras_lottery import schedules as schedules_lib
@@ -23,6 +24,7 @@ from keras_lottery.wrapper import INIT, REWIND
 from keras_lottery.wrapping import find_wrappers
 from keras_lottery.wrapping import layer_masks
 from keras_lottery.wrapping import non_pruned_weights
+from keras_lottery.wrapping import set_layer_masks
 
 LAYERWISE = "layerwise"
 GLOBAL = "global"
@@ -342,7 +344,7 @@ class IterativeMagnitudePruning(keras.callbacks.Callback):
         )
 
     def _start_round(self, record_history=True):
-        masks = self._read_masks()
+        masks = layer_masks(self.model)
         self._density = pruning.density(masks)
         self._layer_density = self._layer_densities(masks)
         self._kept = sum(int(m.sum()) for m in masks.values())
@@ -402,7 +404,7 @@ class IterativeMagnitudePruning(keras.callbacks.Callback):
 
     def _advance(self):
         new_masks = self._next_masks(self.round + 1)
-        self._apply_masks(new_masks)
+        set_layer_masks(self.model, new_masks)
         self._rewind(self.round + 1)
         self.round += 1
         self._start_round()
@@ -442,10 +444,10 @@ class IterativeMagnitudePruning(keras.callbacks.Callback):
             for i, value in enumerate(self._rewind_state["slots"]):
                 arrays[f"rewind_slot:{i}"] = value
         metadata = {
-            "config": _json_safe(self._config()),
+            "config": file_io.json_safe(self._config()),
             "round": self.round,
             "finished": self._finished,
-            "results": _json_safe(self.results),
+            "results": file_io.json_safe(self.results),
             "total_steps": self._total_steps,
             "rewind_step": self.rewind_step,
             "rewind_iterations": None
@@ -465,7 +467,7 @@ class IterativeMagnitudePruning(keras.callbacks.Callback):
 
     def _restore(self, path):
         arrays, metadata = checkpoint_lib.read(path)
-        saved, now = metadata.get("config", {}), _json_safe(self._config())
+        saved, now = metadata.get("config", {}), file_io.json_safe(self._config())
         differences = sorted(k for k in set(saved) | set(now) if saved.get(k) != now.get(k))
         if differences:
             details = ", ".join(
@@ -537,7 +539,7 @@ class IterativeMagnitudePruning(keras.callbacks.Callback):
             print(f"IMP resumed from {path} at {state}.", flush=True)
 
     def _next_masks(self, next_round):
-        current = self._read_masks()
+        current = layer_masks(self.model)
         if self.reference_masks is not None and self.control != CONTROL_RANDOM_PRUNE:
             reference = self.reference_masks[next_round]
             return {k: np.asarray(v, bool) & current[k] for k, v in reference.items()}
@@ -568,14 +570,6 @@ class IterativeMagnitudePruning(keras.callbacks.Callback):
             counts = {k: int(m.sum()) for k, m in magnitude.items()}
             return pruning.prune_random(current, counts, self._seed_for(next_round))
         return magnitude
-
-    def _apply_masks(self, masks):
-        by_layer = {}
-        for key, mask in masks.items():
-            layer, _, weight = key.rpartition("/")
-            by_layer.setdefault(layer, {})[weight] = mask
-        for wrapper in self._wrappers:
-            wrapper.set_masks(by_layer[wrapper.name])
 
     def _rewind(self, next_round):
         self._rewind_weights_and_optimizer(next_round)
@@ -646,13 +640,6 @@ class IterativeMagnitudePruning(keras.callbacks.Callback):
     def _seed_for(self, round_index):
         state = np.random.SeedSequence([self.seed, round_index]).generate_state(1)
         return int(state[0] % (2**31 - 1))
-
-    def _read_masks(self):
-        masks = {}
-        for wrapper in self._wrappers:
-            for name, mask in wrapper.get_masks().items():
-                masks[f"{wrapper.name}/{name}"] = mask
-        return masks
 
     def _read_weights(self):
         return {
@@ -759,18 +746,6 @@ def _summary_line(row, rounds, monitor):
         )
     parts.append(f"{row['seconds']:.1f}s")
     return " | ".join(parts)
-
-
-def _json_safe(value):
-    if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, float) and not np.isfinite(value):
-        return str(value)
-    return value
 
 
 def _to_float(value):
