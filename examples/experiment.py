@@ -16,6 +16,7 @@ one `model.fit` with the `IterativeMagnitudePruning` callback. Results go to
   as `export/saved_model` and `export/ticket.tflite`.
 """
 
+import contextlib
 import csv
 import json
 import os
@@ -251,15 +252,7 @@ def _strategy_scope():
         import tensorflow as tf
 
         return tf.distribute.MirroredStrategy().scope()
-    return _NullScope()
-
-
-class _NullScope:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *args):
-        return False
+    return contextlib.nullcontext()
 
 
 def _run_arm(trial, arm, build_model, make_optimizer, rate, data, steps_per_epoch,

@@ -53,7 +53,7 @@ def wrap(model, exclude=None):
             return LotteryWrapper(clone)
         return clone
 
-    new_model = _clone(model, clone_layer, "wrap")
+    new_model = _clone(model, clone_layer)
     _copy_weights(pairs)
     wrappers = find_wrappers(new_model)
     if not wrappers:
@@ -104,7 +104,7 @@ def strip(model):
         pairs.append((layer, clone))
         return clone
 
-    new_model = _clone(model, clone_layer, "strip")
+    new_model = _clone(model, clone_layer)
     for original, clone in pairs:
         if isinstance(original, LotteryWrapper):
             _copy_masked(original, clone)
@@ -156,22 +156,9 @@ def _copy_weights(pairs):
         clone.set_weights(original.get_weights())
 
 
-def _clone(model, clone_layer, verb):
-    try:
-        return keras.models.clone_model(
-            model, clone_function=clone_layer, recursive=True
-        )
-    except ValueError as error:
-        if _is_subclassed(model):
-            raise ValueError(
-                f"keras_lottery.{verb} cannot rebuild the subclassed model "
-                f"'{model.name}' ({type(model).__name__}). Wrap its prunable "
-                "layers yourself in __init__, e.g. "
-                "`self.fc = keras_lottery.LotteryWrapper(keras.layers.Dense(300))`; "
-                "the IMP callback and sparsity_report work on such models "
-                "unchanged."
-            ) from error
-        raise
+def _clone(model, clone_layer):
+    # Subclassed models never get here: _check_model refused them.
+    return keras.models.clone_model(model, clone_function=clone_layer, recursive=True)
 
 
 def _is_subclassed(model):

@@ -1,5 +1,7 @@
 """IMP under tf.distribute.MirroredStrategy on two logical CPU devices."""
 
+import contextlib
+
 import keras
 import numpy as np
 import pytest
@@ -16,7 +18,7 @@ pytestmark = pytest.mark.skipif(
 
 def _run(strategy=None):
     keras.utils.set_random_seed(3)
-    scope = strategy.scope() if strategy else _nullcontext()
+    scope = strategy.scope() if strategy else contextlib.nullcontext()
     with scope:
         model = kl.wrap(mlp())
         model.compile(keras.optimizers.SGD(0.1, momentum=0.9), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
@@ -24,14 +26,6 @@ def _run(strategy=None):
     x, y = classification_data()
     model.fit(x, y, batch_size=16, epochs=imp.total_epochs, callbacks=[imp], verbose=0, shuffle=False)
     return model, imp
-
-
-class _nullcontext:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *args):
-        return False
 
 
 def test_mirrored_matches_single_device():
