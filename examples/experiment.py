@@ -14,6 +14,13 @@ one `model.fit` with the `IterativeMagnitudePruning` callback. Results go to
 - `accuracy.png`, `early_stop.png`, `learning_curves.png`;
 - `tensorboard/`, `ticket_trial<t>.npz`, and with `--export` the last ticket
   as `export/saved_model` and `export/ticket.tflite`.
+
+`--distribute=mirrored` trains each arm with `model.fit` under
+`tf.distribute.MirroredStrategy` (all local GPUs, or CPU);
+`--distribute=multiworker` runs the same command on every host, each with its
+`TF_CONFIG`, under `MultiWorkerMirroredStrategy` with
+`keras_lottery.multi_worker.fit`. Only the chief writes files; `--output_dir`
+must be a directory all workers share for resuming (docs/DISTRIBUTED.md).
 """
 
 import contextlib
@@ -52,7 +59,9 @@ def define_flags(**defaults):
     flags.DEFINE_integer("seed", 0, "Seed of trial 0 (trial t uses seed + t).")
     flags.DEFINE_string("output_dir", defaults["output_dir"], "Where results, plots and tickets go.")
     flags.DEFINE_integer("steps_per_execution", 1, "Train steps per compiled call.", lower_bound=1)
-    flags.DEFINE_enum("distribute", "none", ["none", "mirrored"], "tf.distribute strategy.")
+    flags.DEFINE_enum("distribute", "none", ["none", "mirrored", "multiworker"],
+                      "tf.distribute strategy: none, mirrored (one host, all its GPUs) or "
+                      "multiworker (one process per host, TF_CONFIG set; see docs/DISTRIBUTED.md).")
     flags.DEFINE_bool("export", True, "Export the last ticket (SavedModel + .tflite).")
     flags.DEFINE_bool("tensorboard", True, "Write TensorBoard logs.")
 
@@ -87,10 +96,10 @@ def check_flags(train_size):
     unknown = sorted(set(FLAGS.controls) - {"reinit", "random_prune"})
     if unknown:
         raise app.UsageError(f"--controls accepts reinit and random_prune; got {unknown}.")
-    if FLAGS.distribute == "mirrored" and FLAGS.steps_per_execution > 1:
+    if FLAGS.distribute != "none" and FLAGS.steps_per_execution > 1:
         raise app.UsageError(
-            "--steps_per_execution > 1 does not work with --distribute=mirrored in "
-            "Keras 3 (keras-team/keras#19246); use one or the other."
+            f"--steps_per_execution > 1 does not work with --distribute={FLAGS.distribute} "
+            "in Keras 3 (keras-team/keras#19246); use one or the other."
         )
     iterations = FLAGS.iterations
     if FLAGS.epochs_per_round is not None:
@@ -114,21 +123,26 @@ class TestMetrics(keras.callbacks.Callback):
     keeps the per-epoch test accuracy in `path` so a resumed arm keeps its
     learning curve."""
 
-    def __init__(self, test_data, path, start_epoch):
+    def __init__(self, test_data, path, start_epoch, write=True):
         super().__init__()
         self.test_data = test_data
         self.path = path
+        self.write = write
         self.curve = []
         if start_epoch and os.path.exists(path):
             with open(path) as f:
                 self.curve = json.load(f)[:start_epoch]
 
     def on_epoch_end(self, epoch, logs=None):
-        metrics = self.model.evaluate(self.test_data, verbose=0, return_dict=True)
+        if FLAGS.distribute == "multiworker":
+            metrics = _multi_worker().evaluate(self.model, self.test_data)
+        else:
+            metrics = self.model.evaluate(self.test_data, verbose=0, return_dict=True)
         logs["test_accuracy"] = float(metrics["accuracy"])
         logs["test_loss"] = float(metrics["loss"])
         self.curve.append(logs["test_accuracy"])
-        common.write_json(self.path, self.curve)
+        if self.write:
+            common.write_json(self.path, self.curve)
 
 
 def pipeline(x, y, batch_size, seed=None, augment=None, repeat=False):
@@ -147,12 +161,14 @@ def run(name, build_model, make_optimizer, rate, augment=None):
     """Runs all trials and arms; writes every output; returns the rows."""
     logging.set_verbosity(logging.WARNING)  # TF's INFO lines drown the table
     start = time.perf_counter()
+    _strategy()  # MultiWorkerMirroredStrategy must exist before any other op
     try:
         train, val, test = common.load_dataset(FLAGS.dataset, FLAGS.seed)
     except (ValueError, FileNotFoundError) as error:
         raise app.UsageError(f"--dataset={FLAGS.dataset}: {error}") from None
     steps_per_epoch, epochs_per_round = check_flags(len(train[0]))
-    _check_writable(FLAGS.output_dir)
+    if _is_chief():
+        _check_writable(FLAGS.output_dir)
     config = _config(name, steps_per_epoch, epochs_per_round)
     _check_config(config)
     arms = ["ticket", *FLAGS.controls]
@@ -169,9 +185,12 @@ def run(name, build_model, make_optimizer, rate, augment=None):
             else:
                 print(f"trial {trial} {arm}: already done, skipped", flush=True)
             if arm == "ticket":
-                ticket_masks = _load_masks(trial)
+                ticket_masks = done.get("masks") or _load_masks(trial)
             rows.extend(done["rows"])
             curves[(trial, arm)] = done["curve"]
+    if not _is_chief():
+        print(f"{len(rows)} rows; the chief writes the results.")
+        return rows
     _write_results(rows)
     plotting.all_plots(rows, curves, config, FLAGS.output_dir)
     table = results_table(rows, arms)
@@ -211,6 +230,9 @@ def _check_config(config):
         with open(path) as f:
             saved = json.load(f)
         saved_cmp = {k: v for k, v in saved.items() if k != "trials"}
+        if not _is_chief():
+            saved_cmp = {**saved_cmp, "trials": FLAGS.trials}
+            config = {**config, "trials": FLAGS.trials}
         differences = {
             k: (saved_cmp.get(k), config.get(k))
             for k in set(saved_cmp) | set(config)
@@ -222,7 +244,8 @@ def _check_config(config):
                 f"{FLAGS.output_dir} holds a run with other settings ({lines}). "
                 "Use a new --output_dir or the same flags to resume."
             )
-    common.write_json(path, {**config, "trials": FLAGS.trials})
+    if _is_chief():
+        common.write_json(path, {**config, "trials": FLAGS.trials})
 
 
 def _arm_path(trial, arm):
@@ -247,12 +270,36 @@ def _load_masks(trial):
         ]
 
 
-def _strategy_scope():
-    if FLAGS.distribute == "mirrored":
+_STRATEGY = []
+
+
+def _strategy():
+    """The run's tf.distribute strategy (one per process), or None."""
+    if FLAGS.distribute == "none":
+        return None
+    if not _STRATEGY:
         import tensorflow as tf
 
-        return tf.distribute.MirroredStrategy().scope()
-    return contextlib.nullcontext()
+        if FLAGS.distribute == "mirrored":
+            _STRATEGY.append(tf.distribute.MirroredStrategy())
+        else:
+            _STRATEGY.append(tf.distribute.MultiWorkerMirroredStrategy())
+    return _STRATEGY[0]
+
+
+def _multi_worker():
+    from keras_lottery import multi_worker  # TensorFlow-only
+
+    return multi_worker
+
+
+def _strategy_scope():
+    strategy = _strategy()
+    return strategy.scope() if strategy is not None else contextlib.nullcontext()
+
+
+def _is_chief():
+    return FLAGS.distribute != "multiworker" or _multi_worker().is_chief(_strategy())
 
 
 def _run_arm(trial, arm, build_model, make_optimizer, rate, data, steps_per_epoch,
@@ -284,27 +331,36 @@ def _run_arm(trial, arm, build_model, make_optimizer, rate, data, steps_per_epoc
     trial_dir = os.path.join(FLAGS.output_dir, f"trial{trial}")
     os.makedirs(trial_dir, exist_ok=True)
     initial_epoch = imp.initial_epoch
+    chief = _is_chief()
     test_metrics = TestMetrics(
-        pipeline(xt, yt, 1000), os.path.join(trial_dir, f"{arm}_curve.json"), initial_epoch
+        pipeline(xt, yt, 1000), os.path.join(trial_dir, f"{arm}_curve.json"), initial_epoch,
+        write=chief,
     )
     callbacks = [test_metrics, imp]
-    if FLAGS.tensorboard:
+    if FLAGS.tensorboard and chief:
         callbacks.append(keras.callbacks.TensorBoard(
             os.path.join(FLAGS.output_dir, "tensorboard", f"trial{trial}_{arm}")))
     print(f"trial {trial} {arm}: {FLAGS.rounds} rounds x "
           f"{steps_per_epoch * epochs_per_round} iterations", flush=True)
-    model.fit(
-        pipeline(x, y, FLAGS.batch_size, seed=seed, augment=augment, repeat=True),
+    train_data = pipeline(x, y, FLAGS.batch_size, seed=seed, augment=augment, repeat=True)
+    fit_kwargs = dict(
         steps_per_epoch=steps_per_epoch,
         epochs=imp.total_epochs,
         initial_epoch=initial_epoch,
         validation_data=pipeline(xv, yv, 1000),
         callbacks=callbacks,
-        shuffle=False,  # the pipeline shuffles
         verbose=0,
     )
+    if FLAGS.distribute == "multiworker":
+        _multi_worker().fit(model, train_data, **fit_kwargs)
+    else:
+        model.fit(train_data, shuffle=False, **fit_kwargs)  # the pipeline shuffles
     rows = [_row(trial, arm, r) for r in imp.results]
     result = {"rows": rows, "curve": test_metrics.curve}
+    if not chief:
+        if arm == "ticket":
+            result["masks"] = imp.mask_history  # the chief's file may lag behind
+        return result
     if arm == "ticket":
         arrays = {f"{r}:{k}": m for r, masks in enumerate(imp.mask_history) for k, m in masks.items()}
         tmp = os.path.join(trial_dir, "ticket_masks.part.npz")

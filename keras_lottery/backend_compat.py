@@ -1,4 +1,5 @@
-"""The one place keras_lottery touches Keras internals: stateless scopes.
+"""The one place keras_lottery touches Keras internals: stateless scopes and
+the symbolic build of a compiled model.
 
 On the JAX backend Keras trains statelessly: inside the compiled step,
 variables are read from a `keras.StatelessScope` that maps them to traced
@@ -43,3 +44,30 @@ def current_value(variable):
     if scope is None:
         return variable.value
     return scope.get_current_value(variable)
+
+
+def build_for_training(model, batch):
+    """Creates every variable a train step needs (model, compiled loss and
+    metrics, optimizer) from one batch's shapes, without running it; what
+    `model.fit` does before its first step. Custom loops need it: a variable
+    created inside a replicated `tf.function` is an error.
+
+    Args:
+        model: a compiled Keras model.
+        batch: a batch `(x, y)` or `(x, y, sample_weight)`, or its specs
+            (anything with `shape` and `dtype`, e.g. a dataset's
+            `element_spec`): only shapes and dtypes are used.
+
+    Example:
+    >>> import numpy as np
+    >>> model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    >>> model.compile("adam", "mse", metrics=["mae"])
+    >>> build_for_training(model, (np.ones((4, 3)), np.ones((4, 2))))
+    >>> model.optimizer.built
+    True
+    """
+    # Trainer._symbolic_build is what fit/evaluate call; Keras has no public
+    # equivalent.
+    model._symbolic_build(data_batch=batch)
+    if not model.optimizer.built:
+        model.optimizer.build(model.trainable_variables)

@@ -169,6 +169,9 @@ class IterativeMagnitudePruning(keras.callbacks.Callback):
         self.output_layers = None if output_layers is None else list(output_layers)
         self.verbose = int(verbose)
         self.checkpoint_dir = checkpoint_dir
+        # Set to False on all but one worker of a multi-worker run, which
+        # all read the one checkpoint (see keras_lottery.multi_worker).
+        self._checkpoint_writer = True
         self.stopped_reason = None
         self.results = []
         self.round = 0
@@ -399,7 +402,7 @@ class IterativeMagnitudePruning(keras.callbacks.Callback):
             self._advance()
         else:
             self._finished = True
-        if self.checkpoint_dir is not None:
+        if self.checkpoint_dir is not None and self._checkpoint_writer:
             self._save()
 
     def _advance(self):

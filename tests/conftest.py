@@ -1,7 +1,9 @@
 """Test setup: TensorFlow backend by default, two logical CPU devices.
 
 The CPU is split before any TensorFlow op runs so MirroredStrategy tests have
-two replicas on a 2-core machine.
+two replicas on a 2-core machine (KERAS_LOTTERY_TEST_CPUS=4 gives four: one
+process cannot run strategies of two sizes, their collectives' group keys
+clash, so the four-replica test runs in a subprocess).
 """
 
 import os
@@ -18,8 +20,26 @@ if keras.backend.backend() == "tensorflow":
 
     _cpus = tf.config.list_physical_devices("CPU")
     tf.config.set_logical_device_configuration(
-        _cpus[0], [tf.config.LogicalDeviceConfiguration()] * 2
+        _cpus[0],
+        [tf.config.LogicalDeviceConfiguration()]
+        * int(os.environ.get("KERAS_LOTTERY_TEST_CPUS", "2")),
     )
+
+
+_STRATEGIES = {}
+
+
+def mirrored_strategy(replicas):
+    """One MirroredStrategy per device count for the whole test process: two
+    strategies in one process reuse collective keys and abort each other's
+    all-reduces ("Collective instance 100 expected type 2 ...")."""
+    import tensorflow as tf
+
+    if replicas not in _STRATEGIES:
+        devices = tf.config.list_logical_devices("CPU")[:replicas]
+        assert len(devices) == replicas, f"conftest made {len(devices)} CPU devices"
+        _STRATEGIES[replicas] = tf.distribute.MirroredStrategy([d.name for d in devices])
+    return _STRATEGIES[replicas]
 
 
 @pytest.fixture(autouse=True)

@@ -34,6 +34,55 @@ def test_step_time_harness_produces_every_row(tmp_path):
     assert "| backend |" in result.stdout
 
 
+def test_competitors_harness_produces_every_row(tmp_path):
+    sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
+    import competitors
+
+    tools = ["keras_dense", "keras_lottery", "keras_lottery_spe32"]
+    tools += ["tfmot"] if _importable("tensorflow_model_optimization") and _importable("tf_keras") else []
+    tools += ["torch_prune"] if _importable("torch") else []
+    out = tmp_path / "competitors.json"
+    result = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "benchmarks", "competitors.py"),
+         f"--tools={','.join(tools)}", "--steps=5", "--repeats=2", f"--output={out}"],
+        capture_output=True, text=True, timeout=900, env={**os.environ, "PYTHONPATH": ROOT},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    data = json.loads(out.read_text())
+    assert [row["tool"] for row in data["rows"]] == tools
+    for row in data["rows"]:
+        assert len(row["ms_per_step_all"]) == 2 and row["ms_per_step"] > 0
+    expected = {f"keras_lottery/{t}" for t in tools if t != "keras_lottery"}
+    expected |= {"keras_lottery/flop_floor", "keras_lottery_spe32/flop_floor"}
+    expected |= {f"keras_lottery_spe32/{t}" for t in ("tfmot", "torch_prune", "keras_dense") if t in tools}
+    assert set(data["ratios"]) == expected
+    for ratio in data["ratios"].values():
+        assert 0 < ratio["min"] <= ratio["median"] <= ratio["max"]
+    # LeNet-300-100 at batch 60: forward 31.9 MFLOP, 2.1x that for a step.
+    assert competitors.step_flops(60) == 2 * 2 * 60 * 266_200 + 2 * 60 * 31_000
+    assert data["matmul_flops_per_s"] > 1e8
+    assert "| keras_lottery/flop_floor |" in result.stdout
+
+
+def test_imp_overheads_harness_produces_every_row(tmp_path):
+    out = tmp_path / "imp_overheads.json"
+    result = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "benchmarks", "imp_overheads.py"),
+         "--rounds=3", "--steps=10", "--global_weights=200000", f"--output={out}"],
+        capture_output=True, text=True, timeout=900, env={**os.environ, "PYTHONPATH": ROOT},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    data = json.loads(out.read_text())
+    assert len(data["round_boundary_s_all"]) == 2  # one per boundary of 3 rounds
+    assert 0 < data["round_boundary_fraction"] < 1
+    assert data["train_step_traces_round0"] >= 1
+    assert data["train_step_traces_after_round0"] == 0
+    assert data["wrapper_state_bytes_per_weight_byte"] == pytest.approx(3.0)
+    assert abs(data["global_prune_weights"] - 200_000) < 100
+    assert data["global_prune_kept_fraction"] == pytest.approx(0.2, abs=1e-3)
+    assert "| round boundary" in result.stdout
+
+
 def _importable(name):
     import importlib.util
 

@@ -1,6 +1,9 @@
-"""IMP under tf.distribute.MirroredStrategy on two logical CPU devices."""
+"""IMP under tf.distribute.MirroredStrategy on two and four logical CPU devices."""
 
 import contextlib
+import os
+import subprocess
+import sys
 
 import keras
 import numpy as np
@@ -8,6 +11,7 @@ import pytest
 
 import keras_lottery as kl
 from conftest import classification_data
+from conftest import mirrored_strategy
 from conftest import mlp
 
 tf = pytest.importorskip("tensorflow")
@@ -31,7 +35,27 @@ def _run(strategy=None):
 def test_mirrored_matches_single_device():
     devices = tf.config.list_logical_devices("CPU")
     assert len(devices) >= 2, "conftest should split the CPU in two"
-    strategy = tf.distribute.MirroredStrategy([d.name for d in devices[:2]])
+    _check_mirrored(2)
+
+
+def test_mirrored_matches_single_device_on_four_replicas():
+    devices = tf.config.list_logical_devices("CPU")
+    if len(devices) >= 4:
+        _check_mirrored(4)
+        return
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+         f"{__file__}::test_mirrored_matches_single_device_on_four_replicas"],
+        env=dict(os.environ, KERAS_LOTTERY_TEST_CPUS="4"),
+        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+        capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    assert "1 passed" in result.stdout
+
+
+def _check_mirrored(replicas):
+    strategy = mirrored_strategy(replicas)
     mirrored, imp_m = _run(strategy)
     single, imp_s = _run()
     for a, b in zip(imp_m.mask_history, imp_s.mask_history):
@@ -47,8 +71,9 @@ def test_mirrored_matches_single_device():
             # Every replica holds the same mask, snapshot and weight.
             for var in (pm.mask, pm.snapshots["rewind"], pm.variable):
                 replicas = [np.asarray(v) for v in var.value.values]
-                assert len(replicas) == 2
-                np.testing.assert_array_equal(replicas[0], replicas[1])
+                assert len(replicas) == strategy.num_replicas_in_sync
+                for replica in replicas[1:]:
+                    np.testing.assert_array_equal(replicas[0], replica)
             values = keras.ops.convert_to_numpy(pm.variable.value)
             mask = keras.ops.convert_to_numpy(pm.mask.value) > 0.5
             assert np.all(values[~mask] == 0)
@@ -57,8 +82,7 @@ def test_mirrored_matches_single_device():
 
 @pytest.mark.parametrize("compile_kwargs", [{"steps_per_execution": 4}, {"jit_compile": True}])
 def test_known_upstream_limits_get_a_clear_error(compile_kwargs):
-    devices = tf.config.list_logical_devices("CPU")
-    strategy = tf.distribute.MirroredStrategy([d.name for d in devices[:2]])
+    strategy = mirrored_strategy(2)
     with strategy.scope():
         model = kl.wrap(mlp())
         model.compile("adam", "mse", **compile_kwargs)

@@ -15,7 +15,7 @@ MODULES = sorted(
 )
 
 
-TENSORFLOW_ONLY = {"keras_lottery.export", "keras_lottery.tflite_csr"}
+TENSORFLOW_ONLY = {"keras_lottery.export", "keras_lottery.multi_worker", "keras_lottery.tflite_csr"}
 
 
 @pytest.mark.parametrize("module_name", ["keras_lottery", *MODULES])

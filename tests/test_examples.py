@@ -152,6 +152,49 @@ def test_lenet_end_to_end_then_export(tmp_path):
     assert files["sparse.tflite"]["same_prediction"] >= 0.999
 
 
+def test_lenet_multiworker_two_processes(tmp_path):
+    """`--distribute=multiworker` on 2 local workers: one set of outputs (the
+    chief's), the same results as a one-process run of the same flags."""
+    import socket
+
+    flags = ["--rounds=2", "--iterations=20", "--eval_every=10", "--controls=reinit",
+             "--export=false", "--tensorboard=false"]
+    sockets = [socket.socket() for _ in range(2)]
+    for sock in sockets:
+        sock.bind(("127.0.0.1", 0))
+    ports = [sock.getsockname()[1] for sock in sockets]
+    for sock in sockets:
+        sock.close()
+    out = tmp_path / "multiworker"
+    workers = []
+    try:
+        for index in range(2):
+            env = {**os.environ, "PYTHONPATH": str(ROOT), "KERAS_BACKEND": "tensorflow",
+                   "TF_CONFIG": json.dumps({
+                       "cluster": {"worker": [f"127.0.0.1:{p}" for p in ports]},
+                       "task": {"type": "worker", "index": index}})}
+            workers.append(subprocess.Popen(
+                [sys.executable, str(ROOT / "examples" / "lenet.py"), *flags,
+                 "--distribute=multiworker", f"--output_dir={out}"],
+                env=env, cwd=str(ROOT), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+        outputs = [w.communicate(timeout=600) for w in workers]
+    finally:
+        for w in workers:
+            if w.poll() is None:
+                w.kill()
+    assert [w.returncode for w in workers] == [0, 0], [o[1][-3000:] for o in outputs]
+    assert "the chief writes the results" in outputs[1][0]
+    single = _run("lenet.py", *flags, f"--output_dir={tmp_path / 'single'}")
+    assert single.returncode == 0, single.stderr[-3000:]
+    rows = json.loads((out / "results.json").read_text())
+    expected = json.loads((tmp_path / "single" / "results.json").read_text())
+    assert len(rows) == len(expected) == 4
+    for row, ref in zip(rows, expected):
+        assert (row["arm"], row["round"], row["density"]) == (ref["arm"], ref["round"], ref["density"])
+        assert row["best_val_loss"] == pytest.approx(ref["best_val_loss"], abs=1e-4)
+        assert row["test_accuracy_end"] == pytest.approx(ref["test_accuracy_end"], abs=0.006)
+
+
 @pytest.mark.parametrize(
     "args, message",
     [
@@ -163,6 +206,7 @@ def test_lenet_end_to_end_then_export(tmp_path):
         (["--rate=nan"], "rate"),
         (["--output_rate=-0.1"], "output_rate"),
         (["--distribute=mirrored", "--steps_per_execution=4"], "steps_per_execution"),
+        (["--distribute=multiworker", "--steps_per_execution=4"], "steps_per_execution"),
         (["--dataset=imagenet"], "Unknown dataset"),
     ],
 )

@@ -5,7 +5,7 @@ import pathlib
 
 import keras_lottery
 
-TENSORFLOW_ONLY = {"export.py", "tflite_csr.py"}
+TENSORFLOW_ONLY = {"export.py", "multi_worker.py", "tflite_csr.py"}
 PACKAGE = pathlib.Path(keras_lottery.__file__).parent
 
 
