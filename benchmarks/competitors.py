@@ -30,10 +30,13 @@ DENSITY = 0.2
 # name -> (environment, description)
 TOOLS = {
     "keras_dense": ({"KERAS_BACKEND": "tensorflow"}, "dense Keras 3 model, model.fit"),
+    "keras_dense_fast": ({"KERAS_BACKEND": "tensorflow"},
+                         "dense Keras 3, steps_per_execution=100, jit_compile=True"),
     "keras_lottery": ({"KERAS_BACKEND": "tensorflow"},
                       "keras_lottery.wrap + masks, model.fit, steps_per_execution=1"),
-    "keras_lottery_spe32": ({"KERAS_BACKEND": "tensorflow"},
-                            "keras_lottery, steps_per_execution=32"),
+    "keras_lottery_fast": ({"KERAS_BACKEND": "tensorflow"},
+                           "keras_lottery, steps_per_execution=100, jit_compile=True "
+                           "(the example scripts' defaults)"),
     "tfmot": ({"TF_USE_LEGACY_KERAS": "1"},
               "tfmot prune_low_magnitude + UpdatePruningStep on tf-keras"),
     "torch_prune": ({}, "torch.nn.utils.prune.custom_from_mask, Adam, eager loop"),
@@ -70,13 +73,14 @@ def _keras_runner(tool, steps, batch):
         keras.layers.Dense(o, activation="relu" if n < 2 else None, name=f"fc{n}")
         for n, (_, o) in enumerate(LAYERS)
     ])
-    if tool != "keras_dense":
+    if not tool.startswith("keras_dense"):
         model = kl.wrap(model)
         kl.set_layer_masks(model, {f"fc{n}/kernel": m for n, m in enumerate(masks)})
     model.compile(
         keras.optimizers.Adam(1.2e-3),
         keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        steps_per_execution=32 if tool.endswith("spe32") else 1,
+        steps_per_execution=100 if tool.endswith("fast") else 1,
+        jit_compile=tool.endswith("fast"),
     )
 
     def run():
@@ -134,6 +138,16 @@ def _torch_runner(steps, batch):
     return run
 
 
+def _best_time(fn, *args, repeats=10):
+    fn(*args).numpy()
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn(*args).numpy()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
 def _matmul_rate():
     """Dense float32 matmul FLOP/s of TensorFlow on this machine (the best of
     a few 1024^3 products)."""
@@ -142,13 +156,35 @@ def _matmul_rate():
     a = tf.random.uniform((1024, 1024))
     b = tf.random.uniform((1024, 1024))
     fn = tf.function(lambda a, b: tf.reduce_sum(tf.matmul(a, b)))
-    fn(a, b).numpy()
-    best = float("inf")
-    for _ in range(10):
-        start = time.perf_counter()
-        fn(a, b).numpy()
-        best = min(best, time.perf_counter() - start)
-    return 2 * 1024**3 / best
+    return 2 * 1024**3 / _best_time(fn, a, b)
+
+
+def _step_matmuls_seconds(batch, steps=100):
+    """Seconds per step of the step's matmuls alone, at their real shapes
+    (forward, weight gradients, input gradients), `steps` of them in one XLA
+    call: what the step would cost if it were nothing but its matmuls."""
+    import tensorflow as tf
+
+    x = tf.random.uniform((batch, LAYERS[0][0]))
+    weights = [tf.random.uniform((i, o)) for i, o in LAYERS]
+
+    @tf.function(jit_compile=True)
+    def run(x):
+        def body(i, total):
+            h, hs = x, []
+            for w in weights:
+                hs.append(h)
+                h = tf.matmul(h, w) * (1.0 + 1e-9 * tf.cast(i, tf.float32))
+            g = h
+            for n in reversed(range(len(weights))):
+                total += tf.reduce_sum(tf.matmul(hs[n], g, transpose_a=True))
+                if n:
+                    g = tf.matmul(g, weights[n], transpose_b=True)
+            return i + 1, total
+
+        return tf.while_loop(lambda i, t: i < steps, body, (0, 0.0))[1]
+
+    return _best_time(run, x) / steps
 
 
 def worker(tool, steps, batch):
@@ -160,7 +196,10 @@ def worker(tool, steps, batch):
     else:
         run = _torch_runner(steps, batch)
     run()  # warm-up: traces, builds the optimizer
-    extra = {"matmul_flops_per_s": _matmul_rate()} if tool == "keras_lottery" else {}
+    extra = {}
+    if tool == "keras_lottery":
+        extra = {"matmul_flops_per_s": _matmul_rate(),
+                 "step_matmuls_s": _step_matmuls_seconds(batch)}
     print(json.dumps({"ready": tool, **extra}), flush=True)
     for line in sys.stdin:
         if line.strip() != "run":
@@ -231,25 +270,34 @@ def main(argv):
             if tool != reference:
                 per_repeat = [a / b for a, b in zip(times[reference], times[tool])]
                 ratios[f"{reference}/{tool}"] = _summary(per_repeat)
-        if "keras_lottery_spe32" in f.tools:
-            for tool in ("tfmot", "torch_prune", "keras_dense"):
+        if "keras_lottery_fast" in f.tools:
+            for tool in ("tfmot", "torch_prune", "keras_dense_fast"):
                 if tool in f.tools:
-                    per_repeat = [a / b for a, b in zip(times["keras_lottery_spe32"], times[tool])]
-                    ratios[f"keras_lottery_spe32/{tool}"] = _summary(per_repeat)
+                    per_repeat = [a / b for a, b in zip(times["keras_lottery_fast"], times[tool])]
+                    ratios[f"keras_lottery_fast/{tool}"] = _summary(per_repeat)
         rate = info[reference]["matmul_flops_per_s"]
         floor = step_flops(f.batch) / rate
         ratios["keras_lottery/flop_floor"] = _summary([t / floor for t in times[reference]])
-        if "keras_lottery_spe32" in f.tools:
-            ratios["keras_lottery_spe32/flop_floor"] = _summary(
-                [t / floor for t in times["keras_lottery_spe32"]])
+        if "keras_lottery_fast" in f.tools:
+            ratios["keras_lottery_fast/flop_floor"] = _summary(
+                [t / floor for t in times["keras_lottery_fast"]])
     result = {
         "machine": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
         "steps": f.steps, "repeats": f.repeats, "batch": f.batch,
         "step_matmul_flops": step_flops(f.batch),
         "matmul_flops_per_s": info.get(reference, {}).get("matmul_flops_per_s"),
+        "step_matmuls_ms": 1000 * info.get(reference, {}).get("step_matmuls_s", float("nan")),
+        "flop_floor_ms": 1000 * step_flops(f.batch) / info[reference]["matmul_flops_per_s"]
+        if reference else None,
         "rows": rows, "ratios": ratios,
     }
-    lines = ["| tool | ms/step (median) |", "|---|---|"]
+    lines = []
+    if reference:
+        lines += [f"FLOP floor {result['flop_floor_ms']:.3f} ms/step "
+                  f"({step_flops(f.batch) / 1e6:.1f} MFLOP at "
+                  f"{result['matmul_flops_per_s'] / 1e9:.1f} GFLOP/s); the step's matmuls "
+                  f"alone at their shapes: {result['step_matmuls_ms']:.3f} ms", ""]
+    lines += ["| tool | ms/step (median) |", "|---|---|"]
     lines += [f"| {r['tool']} | {r['ms_per_step']:.3f} |" for r in rows]
     lines += ["", "| ratio | median (min-max over repeats) |", "|---|---|"]
     lines += [f"| {k} | {v['median']:.3f} ({v['min']:.3f}-{v['max']:.3f}) |" for k, v in ratios.items()]

@@ -1,12 +1,13 @@
 """Benchmark: step time of a wrapped (masked) model vs the same dense model.
 
-For each Keras backend (one subprocess each) and each setting, the dense and
-the wrapped LeNet-300-100 (batch 60, 784 inputs, Adam) are trained on the
-same arrays, interleaved and repeated; the table reports median milliseconds
-per step and the median of the per-repeat masked/dense ratios.
+For each Keras backend (one subprocess each), each model (LeNet-300-100 on
+784 inputs, Conv-6 on 32x32x3; batch 60, Adam, 20% of the weights kept) and
+each setting, the dense and the wrapped model are trained on the same arrays,
+interleaved and repeated; the table reports median milliseconds per step and
+the median of the per-repeat masked/dense ratios.
 
-    python benchmarks/step_time.py                       # all backends
-    python benchmarks/step_time.py --backends tensorflow --repeats 9
+    python benchmarks/step_time.py                       # all backends, both models
+    python benchmarks/step_time.py --backends tensorflow --models lenet --repeats 9
 
 Results: benchmarks/results/step_time.json and the table in docs/BENCHMARKS.md.
 """
@@ -36,7 +37,26 @@ SETTINGS = {
 }
 
 
-def worker(backend, steps, repeats, batch):
+INPUT_SHAPES = {"lenet": (784,), "conv6": (32, 32, 3)}
+
+
+def _model(name):
+    import keras
+
+    if name == "lenet":
+        return keras.Sequential([
+            keras.Input((784,)),
+            keras.layers.Dense(300, activation="relu", name="fc1"),
+            keras.layers.Dense(100, activation="relu", name="fc2"),
+            keras.layers.Dense(10, name="out"),
+        ])
+    sys.path.insert(0, os.path.join(ROOT, "examples"))
+    import models
+
+    return models.conv_net(6)
+
+
+def worker(backend, name, steps, repeats, batch):
     """Runs in a subprocess with KERAS_BACKEND set; prints one JSON line."""
     import keras
     import numpy as np
@@ -45,19 +65,14 @@ def worker(backend, steps, repeats, batch):
     import keras_lottery as kl
 
     rng = np.random.default_rng(0)
-    x = rng.random((steps * batch, 784), dtype=np.float32)
+    x = rng.random((steps * batch, *INPUT_SHAPES[name]), dtype=np.float32)
     y = rng.integers(0, 10, steps * batch).astype("int32")
     rows = []
     for setting in SETTINGS[backend]:
         models = {}
         for kind in ("dense", "masked"):
             keras.utils.set_random_seed(0)
-            model = keras.Sequential([
-                keras.Input((784,)),
-                keras.layers.Dense(300, activation="relu", name="fc1"),
-                keras.layers.Dense(100, activation="relu", name="fc2"),
-                keras.layers.Dense(10, name="out"),
-            ])
+            model = _model(name)
             if kind == "masked":
                 model = kl.wrap(model)
                 masks = {k: rng.random(m.shape) < 0.2 for k, m in kl.layer_masks(model).items()}
@@ -78,6 +93,7 @@ def worker(backend, steps, repeats, batch):
                 times[kind].append((time.perf_counter() - start) / steps)
         ratios = [m / d for m, d in zip(times["masked"], times["dense"])]
         rows.append({
+            "model": name,
             "backend": backend,
             **setting,
             "dense_ms": 1000 * float(np.median(times["dense"])),
@@ -93,26 +109,35 @@ def main(argv):
     from absl import flags
 
     flags.DEFINE_list("backends", ["tensorflow", "jax", "torch"], "Keras backends.")
-    flags.DEFINE_integer("steps", 200, "Steps per timed fit.", lower_bound=10)
+    flags.DEFINE_list("models", ["lenet", "conv6"], "Models: lenet, conv6.")
+    flags.DEFINE_integer("steps", 200, "Steps per timed fit (LeNet).", lower_bound=10)
+    flags.DEFINE_integer("conv_steps", 20, "Steps per timed fit (Conv-6).", lower_bound=1)
     flags.DEFINE_integer("repeats", 7, "Interleaved repeats.", lower_bound=1)
     flags.DEFINE_integer("batch", 60, "Batch size.", lower_bound=1)
     flags.DEFINE_string("output", os.path.join(HERE, "results", "step_time.json"), "JSON results.")
     flags.FLAGS(argv)
     f = flags.FLAGS
     rows = []
-    for backend in f.backends:
-        env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "3"}
-        command = [sys.executable, __file__, "--worker", backend, str(f.steps), str(f.repeats), str(f.batch)]
-        result = subprocess.run(command, capture_output=True, text=True, env=env)
-        if result.returncode != 0:
-            print(f"{backend}: failed\n{result.stderr[-2000:]}")
-            continue
-        rows.extend(json.loads(result.stdout.strip().splitlines()[-1]))
-    header = "| backend | steps_per_execution | jit_compile | dense ms/step | masked ms/step | masked/dense (median, min-max) |"
-    lines = [header, "|---|---|---|---|---|---|"]
+    unknown = sorted(set(f.models) - set(INPUT_SHAPES))
+    if unknown:
+        raise SystemExit(f"--models: unknown {unknown}; choose from {sorted(INPUT_SHAPES)}.")
+    for name in f.models:
+        steps = f.steps if name == "lenet" else f.conv_steps
+        for backend in f.backends:
+            env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "3"}
+            command = [sys.executable, __file__, "--worker", backend, name, str(steps),
+                       str(f.repeats), str(f.batch)]
+            result = subprocess.run(command, capture_output=True, text=True, env=env)
+            if result.returncode != 0:
+                print(f"{name} on {backend}: failed\n{result.stderr[-2000:]}")
+                continue
+            rows.extend(json.loads(result.stdout.strip().splitlines()[-1]))
+    header = ("| model | backend | steps_per_execution | jit_compile | dense ms/step | "
+              "masked ms/step | masked/dense (median, min-max) |")
+    lines = [header, "|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(
-            f"| {r['backend']} | {r['steps_per_execution']} | {r['jit_compile']} | "
+            f"| {r['model']} | {r['backend']} | {r['steps_per_execution']} | {r['jit_compile']} | "
             f"{r['dense_ms']:.3f} | {r['masked_ms']:.3f} | "
             f"{r['ratio']:.3f} ({r['ratio_min']:.3f}-{r['ratio_max']:.3f}) |"
         )
@@ -120,12 +145,13 @@ def main(argv):
     os.makedirs(os.path.dirname(f.output), exist_ok=True)
     with open(f.output, "w") as out:
         json.dump({"machine": platform.processor() or platform.machine(),
-                   "cpus": os.cpu_count(), "steps": f.steps, "repeats": f.repeats,
+                   "cpus": os.cpu_count(), "steps": f.steps, "conv_steps": f.conv_steps,
+                   "repeats": f.repeats,
                    "batch": f.batch, "rows": rows}, out, indent=2)
 
 
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "--worker":
-        worker(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]))
+        worker(sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6]))
     else:
         main(sys.argv)

@@ -26,6 +26,7 @@ must be a directory all workers share for resuming (docs/DISTRIBUTED.md).
 import contextlib
 import csv
 import json
+import math
 import os
 import time
 
@@ -58,7 +59,14 @@ def define_flags(**defaults):
     flags.DEFINE_enum("scope", defaults.get("scope", "layerwise"), ["layerwise", "global"], "Pruning scope.")
     flags.DEFINE_integer("seed", 0, "Seed of trial 0 (trial t uses seed + t).")
     flags.DEFINE_string("output_dir", defaults["output_dir"], "Where results, plots and tickets go.")
-    flags.DEFINE_integer("steps_per_execution", 1, "Train steps per compiled call.", lower_bound=1)
+    flags.DEFINE_integer(
+        "steps_per_execution", None,
+        "Train steps per compiled call. Default: the largest divisor of --eval_every "
+        "(and of an iteration --rewind_to) up to 100; 1 under --distribute.", lower_bound=1)
+    flags.DEFINE_bool(
+        "jit_compile", None,
+        "Compile the train step with XLA. Default: on without --distribute (Keras "
+        "leaves it off on CPU-only machines; it is faster here, see docs/BENCHMARKS.md).")
     flags.DEFINE_enum("distribute", "none", ["none", "mirrored", "multiworker"],
                       "tf.distribute strategy: none, mirrored (one host, all its GPUs) or "
                       "multiworker (one process per host, TF_CONFIG set; see docs/DISTRIBUTED.md).")
@@ -96,10 +104,11 @@ def check_flags(train_size):
     unknown = sorted(set(FLAGS.controls) - {"reinit", "random_prune"})
     if unknown:
         raise app.UsageError(f"--controls accepts reinit and random_prune; got {unknown}.")
-    if FLAGS.distribute != "none" and FLAGS.steps_per_execution > 1:
+    if FLAGS.distribute != "none" and ((FLAGS.steps_per_execution or 1) > 1 or FLAGS.jit_compile):
         raise app.UsageError(
-            f"--steps_per_execution > 1 does not work with --distribute={FLAGS.distribute} "
-            "in Keras 3 (keras-team/keras#19246); use one or the other."
+            f"--steps_per_execution > 1 and --jit_compile do not work with "
+            f"--distribute={FLAGS.distribute} in Keras 3 (keras-team/keras#19246); "
+            "use one or the other."
         )
     iterations = FLAGS.iterations
     if FLAGS.epochs_per_round is not None:
@@ -115,6 +124,26 @@ def check_flags(train_size):
             f"--rewind_to={rewind} is beyond a round of {iterations} iterations."
         )
     return steps, iterations // steps
+
+
+def steps_per_execution(steps_per_epoch):
+    """--steps_per_execution, or the fast default: the largest divisor of the
+    epoch (and of an iteration --rewind_to, so θk is taken exactly at k) up to
+    100; 1 under a distribution strategy."""
+    if FLAGS.steps_per_execution is not None:
+        return FLAGS.steps_per_execution
+    if FLAGS.distribute != "none":
+        return 1
+    rewind = parse_rewind(FLAGS.rewind_to)
+    period = math.gcd(steps_per_epoch, rewind) if isinstance(rewind, int) else steps_per_epoch
+    return max(d for d in range(1, min(period, 100) + 1) if period % d == 0)
+
+
+def jit_compile():
+    """--jit_compile, or the fast default: XLA on unless distributed."""
+    if FLAGS.jit_compile is not None:
+        return FLAGS.jit_compile
+    return FLAGS.distribute == "none"
 
 
 class TestMetrics(keras.callbacks.Callback):
@@ -218,6 +247,7 @@ def _config(name, steps_per_epoch, epochs_per_round):
     keys = ("dataset", "rounds", "batch_size", "learning_rate", "controls", "rewind_to",
             "scope", "seed", "steps_per_execution", "distribute")
     config = {k: FLAGS[k].value for k in keys}
+    config["steps_per_execution"] = steps_per_execution(steps_per_epoch)
     config.update(script=name, steps_per_epoch=steps_per_epoch,
                   epochs_per_round=epochs_per_round,
                   iterations=steps_per_epoch * epochs_per_round)
@@ -313,7 +343,8 @@ def _run_arm(trial, arm, build_model, make_optimizer, rate, data, steps_per_epoc
             make_optimizer(steps_per_epoch * epochs_per_round),
             keras.losses.SparseCategoricalCrossentropy(from_logits=True),
             metrics=["accuracy"],
-            steps_per_execution=FLAGS.steps_per_execution,
+            steps_per_execution=steps_per_execution(steps_per_epoch),
+            jit_compile=jit_compile(),
         )
     control = None if arm == "ticket" else arm
     imp = _make_imp(

@@ -11,34 +11,43 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def test_step_time_harness_produces_every_row(tmp_path):
-    backends = ["tensorflow"] + [b for b in ("jax", "torch") if _importable(b)]
-    out = tmp_path / "step_time.json"
+def _step_time(tmp_path, name, backends, models):
+    out = tmp_path / f"{name}.json"
     result = subprocess.run(
         [sys.executable, os.path.join(ROOT, "benchmarks", "step_time.py"),
-         f"--backends={','.join(backends)}", "--steps=10", "--repeats=1", f"--output={out}"],
+         f"--backends={','.join(backends)}", f"--models={','.join(models)}",
+         "--steps=10", "--conv_steps=1", "--repeats=1", f"--output={out}"],
         capture_output=True, text=True, timeout=900,
         env={**os.environ, "PYTHONPATH": ROOT},
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    rows = json.loads(out.read_text())["rows"]
+    assert "| model | backend |" in result.stdout
+    return json.loads(out.read_text())["rows"]
+
+
+def test_step_time_harness_produces_every_row(tmp_path):
     sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
     import step_time
 
-    expected = sum(len(step_time.SETTINGS[b]) for b in backends)
-    assert len(rows) == expected
-    for row in rows:
+    backends = ["tensorflow"] + [b for b in ("jax", "torch") if _importable(b)]
+    # LeNet on every backend; Conv-6 (slow to compile) on TensorFlow only.
+    lenet = _step_time(tmp_path, "lenet", backends, ["lenet"])
+    conv6 = _step_time(tmp_path, "conv6", ["tensorflow"], ["conv6"])
+    assert len(lenet) == sum(len(step_time.SETTINGS[b]) for b in backends)
+    assert len(conv6) == len(step_time.SETTINGS["tensorflow"])
+    assert {row["model"] for row in lenet} == {"lenet"}
+    assert {row["model"] for row in conv6} == {"conv6"}
+    for row in lenet + conv6:
         assert row["dense_ms"] > 0 and row["masked_ms"] > 0
         assert row["ratio"] == pytest.approx(row["ratio"])  # finite
         assert row["ratio_min"] <= row["ratio"] <= row["ratio_max"]
-    assert "| backend |" in result.stdout
 
 
 def test_competitors_harness_produces_every_row(tmp_path):
     sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
     import competitors
 
-    tools = ["keras_dense", "keras_lottery", "keras_lottery_spe32"]
+    tools = ["keras_dense", "keras_dense_fast", "keras_lottery", "keras_lottery_fast"]
     tools += ["tfmot"] if _importable("tensorflow_model_optimization") and _importable("tf_keras") else []
     tools += ["torch_prune"] if _importable("torch") else []
     out = tmp_path / "competitors.json"
@@ -53,14 +62,15 @@ def test_competitors_harness_produces_every_row(tmp_path):
     for row in data["rows"]:
         assert len(row["ms_per_step_all"]) == 2 and row["ms_per_step"] > 0
     expected = {f"keras_lottery/{t}" for t in tools if t != "keras_lottery"}
-    expected |= {"keras_lottery/flop_floor", "keras_lottery_spe32/flop_floor"}
-    expected |= {f"keras_lottery_spe32/{t}" for t in ("tfmot", "torch_prune", "keras_dense") if t in tools}
+    expected |= {"keras_lottery/flop_floor", "keras_lottery_fast/flop_floor"}
+    expected |= {f"keras_lottery_fast/{t}" for t in ("tfmot", "torch_prune", "keras_dense_fast") if t in tools}
     assert set(data["ratios"]) == expected
     for ratio in data["ratios"].values():
         assert 0 < ratio["min"] <= ratio["median"] <= ratio["max"]
     # LeNet-300-100 at batch 60: forward 31.9 MFLOP, 2.1x that for a step.
     assert competitors.step_flops(60) == 2 * 2 * 60 * 266_200 + 2 * 60 * 31_000
     assert data["matmul_flops_per_s"] > 1e8
+    assert 0 < data["flop_floor_ms"] and 0 < data["step_matmuls_ms"]
     assert "| keras_lottery/flop_floor |" in result.stdout
 
 
