@@ -28,6 +28,7 @@ from keras_lottery.ticket import load_ticket
 from keras_lottery.ticket import read_ticket
 from keras_lottery.ticket import save_ticket
 from keras_lottery.version import __version__
+from keras_lottery.wrapper import HostSnapshot
 from keras_lottery.wrapper import LotteryWrapper
 from keras_lottery.wrapping import find_wrappers
 from keras_lottery.wrapping import layer_masks
@@ -39,6 +40,7 @@ from keras_lottery.wrapping import wrap
 __all__ = [
     "ExportResult",
     "ExportVerificationError",
+    "HostSnapshot",
     "IterativeMagnitudePruning",
     "LotteryWrapper",
     "MaskConstraint",

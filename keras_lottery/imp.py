@@ -436,6 +436,9 @@ class IterativeMagnitudePruning(keras.callbacks.Callback):
         optimizer_variables = self.model.optimizer.variables
         for i, v in enumerate(optimizer_variables):
             arrays[f"optimizer:{i}"] = ops.convert_to_numpy(v.value)
+        for wrapper in self._wrappers:
+            for key, value in wrapper.host_snapshots().items():
+                arrays[f"host:{wrapper.name}/{key}"] = value
         for r, entry in enumerate(self._mask_history):
             for key, (bits, _) in entry.items():
                 arrays[f"history:{r}:{key}"] = bits
@@ -500,6 +503,9 @@ class IterativeMagnitudePruning(keras.callbacks.Callback):
         needed = [f"model:{i}" for i in range(len(variables))] + [
             f"optimizer:{i}" for i in range(len(optimizer_variables))
         ]
+        needed += [
+            f"host:{w.name}/{key}" for w in self._wrappers for key in w.host_snapshots()
+        ]
         missing = [name for name in needed if name not in arrays]
         if missing:
             raise checkpoint_lib.CheckpointError(f"{path} is missing {missing[:5]}.")
@@ -507,6 +513,10 @@ class IterativeMagnitudePruning(keras.callbacks.Callback):
             v.assign(arrays[f"model:{i}"])
         for i, v in enumerate(optimizer_variables):
             v.assign(arrays[f"optimizer:{i}"])
+        for w in self._wrappers:
+            w.set_host_snapshots(
+                {key: arrays[f"host:{w.name}/{key}"] for key in w.host_snapshots()}
+            )
         self.round = int(metadata["round"])
         self._finished = bool(metadata["finished"])
         self.results = list(metadata["results"])

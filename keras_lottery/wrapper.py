@@ -9,6 +9,11 @@ non-trainable variables of `w`'s shape:
 - `<name>_rewind`: the rewind point θk (equal to θ0 until the IMP callback
   takes a snapshot at iteration k).
 
+With `snapshots_on_host=True`, θ0 and θk are NumPy arrays in host memory
+instead of variables: the accelerator then holds only the mask (one weight's
+worth of bytes instead of three), and the snapshots move only at round
+boundaries. They still travel in `.keras` files, tickets and IMP checkpoints.
+
 `w` itself gets a `MaskConstraint`, so after every optimizer update it is
 multiplied by its mask inside the compiled train step. The forward pass is
 the wrapped layer's own: masking costs one multiply per weight per step.
@@ -29,6 +34,44 @@ REWIND = "rewind"
 _SNAPSHOTS = (INIT, REWIND)
 
 
+class HostSnapshot:
+    """A θ0/θk snapshot kept in host memory (`snapshots_on_host=True`): a
+    NumPy array with the small part of the variable interface the wrapper
+    uses (`value`, `assign`, `shape`, `dtype`, `name`).
+
+    Example:
+    >>> s = HostSnapshot("kernel_init", np.zeros((2, 3), "float32"))
+    >>> s.assign(np.ones((2, 3)))
+    >>> float(s.value.sum()), s.shape, s.dtype
+    (6.0, (2, 3), 'float32')
+    """
+
+    def __init__(self, name, value):
+        self.name = name
+        self._value = np.array(value)
+
+    @property
+    def value(self):
+        return self._value
+
+    @property
+    def shape(self):
+        return self._value.shape
+
+    @property
+    def dtype(self):
+        return str(self._value.dtype)
+
+    def assign(self, value):
+        self._value = np.array(ops.convert_to_numpy(value), dtype=self._value.dtype)
+
+    def numpy(self):
+        return self._value
+
+    def __repr__(self):
+        return f"HostSnapshot({self.name!r}, shape={self.shape})"
+
+
 class PrunableWeight:
     """One prunable weight and its lottery state (read-only record).
 
@@ -36,7 +79,8 @@ class PrunableWeight:
         name: the weight's name within the layer, e.g. "kernel".
         variable: the weight itself.
         mask: float mask variable.
-        snapshots: `{"init": θ0 variable, "rewind": θk variable}`.
+        snapshots: `{"init": θ0, "rewind": θk}`: variables, or
+            `HostSnapshot`s with `snapshots_on_host=True`.
     """
 
     def __init__(self, name, variable, mask, snapshots):
@@ -63,6 +107,9 @@ class LotteryWrapper(keras.layers.Wrapper):
 
     Args:
         layer: the `keras.layers.Layer` to wrap.
+        snapshots_on_host: keep θ0/θk in host memory (NumPy) instead of as
+            device variables, for models that fill the accelerator: the
+            wrapper then adds one weight's bytes (the mask) instead of three.
         **kwargs: passed to `keras.layers.Wrapper` (e.g. `name`).
 
     Example:
@@ -72,7 +119,7 @@ class LotteryWrapper(keras.layers.Wrapper):
     ['kernel']
     """
 
-    def __init__(self, layer, **kwargs):
+    def __init__(self, layer, snapshots_on_host=False, **kwargs):
         if isinstance(layer, LotteryWrapper):
             raise ValueError(
                 f"Layer '{layer.name}' is already a LotteryWrapper; wrap each "
@@ -100,7 +147,13 @@ class LotteryWrapper(keras.layers.Wrapper):
         kwargs.setdefault("name", layer.name)
         kwargs.setdefault("dtype", layer.dtype_policy)
         super().__init__(layer, **kwargs)
+        self.snapshots_on_host = bool(snapshots_on_host)
         self._prunable = []
+
+    def get_config(self):
+        config = super().get_config()
+        config["snapshots_on_host"] = self.snapshots_on_host
+        return config
 
     def build(self, input_shape=None):
         super().build(input_shape)
@@ -123,6 +176,11 @@ class LotteryWrapper(keras.layers.Wrapper):
             )
             snapshots = {}
             for which in _SNAPSHOTS:
+                if self.snapshots_on_host:
+                    snapshots[which] = HostSnapshot(
+                        f"{name}_{which}", ops.convert_to_numpy(variable.value)
+                    )
+                    continue
                 snapshot = self.add_weight(
                     name=f"{name}_{which}",
                     shape=shape,
@@ -280,7 +338,12 @@ class LotteryWrapper(keras.layers.Wrapper):
         self._require_built()
         _check_snapshot(which)
         for p in self._prunable:
-            p.variable.assign(p.snapshots[which].value * p.mask.value)
+            p.variable.assign(
+                ops.multiply(
+                    ops.convert_to_tensor(p.snapshots[which].value, p.variable.dtype),
+                    ops.cast(p.mask.value, p.variable.dtype),
+                )
+            )
 
     def apply_masks(self):
         """Multiplies every prunable weight by its mask (idempotent).
@@ -293,6 +356,63 @@ class LotteryWrapper(keras.layers.Wrapper):
         self._require_built()
         for p in self._prunable:
             p.variable.assign(p.variable.value * p.mask.value)
+
+    def host_snapshots(self):
+        """`{"<weight>/<init|rewind>": array}` of the snapshots kept in host
+        memory (empty unless `snapshots_on_host`).
+
+        Example:
+        >>> w = LotteryWrapper(keras.layers.Dense(2), snapshots_on_host=True)
+        >>> w.build((None, 3))
+        >>> sorted(w.host_snapshots())
+        ['kernel/init', 'kernel/rewind']
+        """
+        if not self.snapshots_on_host:
+            return {}
+        self._require_built()
+        return {
+            f"{p.name}/{which}": p.snapshots[which].value
+            for p in self._prunable
+            for which in _SNAPSHOTS
+        }
+
+    def set_host_snapshots(self, values):
+        """Restores what `host_snapshots()` returned (checkpoints use it).
+
+        Example:
+        >>> w = LotteryWrapper(keras.layers.Dense(2), snapshots_on_host=True)
+        >>> w.build((None, 3))
+        >>> w.set_host_snapshots({"kernel/init": np.zeros((3, 2))})
+        >>> float(w.get_snapshot("init")["kernel"].sum())
+        0.0
+        """
+        for key, value in values.items():
+            name, _, which = key.rpartition("/")
+            self.set_snapshot({name: value}, which)
+
+    def save_own_variables(self, store):
+        super().save_own_variables(store)
+        if self.snapshots_on_host:
+            offset = len(self._trainable_variables + self._non_trainable_variables)
+            for i, value in enumerate(self.host_snapshots().values()):
+                store[f"{offset + i}"] = value
+
+    def load_own_variables(self, store):
+        if not self.snapshots_on_host:
+            return super().load_own_variables(store)
+        variables = self._trainable_variables + self._non_trainable_variables
+        keys = list(self.host_snapshots())
+        if len(store.keys()) != len(variables) + len(keys):
+            raise ValueError(
+                f"LotteryWrapper '{self.name}' (snapshots_on_host=True) expects "
+                f"{len(variables)} variables and {len(keys)} host snapshots in "
+                f"the file; it holds {len(store.keys())} entries."
+            )
+        for i, v in enumerate(variables):
+            v.assign(store[f"{i}"])
+        self.set_host_snapshots(
+            {key: store[f"{len(variables) + i}"] for i, key in enumerate(keys)}
+        )
 
     def _require_built(self):
         if not self.built:

@@ -13,7 +13,7 @@ from keras_lottery import registry
 from keras_lottery.wrapper import INIT, REWIND, LotteryWrapper
 
 
-def wrap(model, exclude=None):
+def wrap(model, exclude=None, snapshots_on_host=False):
     """Returns a copy of `model` whose prunable layers are `LotteryWrapper`s.
 
     The copy has the same weights as `model`; those become θ0 (the snapshot
@@ -25,6 +25,8 @@ def wrap(model, exclude=None):
         model: a Sequential or functional `keras.Model`.
         exclude: layers to leave dense: a list of layer names, or a callable
             `layer -> bool` that returns True for layers to skip.
+        snapshots_on_host: keep θ0/θk in host memory instead of as device
+            variables (see `LotteryWrapper`).
 
     Returns:
         A new `keras.Model`.
@@ -50,7 +52,7 @@ def wrap(model, exclude=None):
         clone = layer.__class__.from_config(layer.get_config())
         pairs.append((layer, clone))
         if registry.is_prunable(layer) and not skip(layer):
-            return LotteryWrapper(clone)
+            return LotteryWrapper(clone, snapshots_on_host=snapshots_on_host)
         return clone
 
     new_model = _clone(model, clone_layer)

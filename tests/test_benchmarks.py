@@ -88,6 +88,7 @@ def test_imp_overheads_harness_produces_every_row(tmp_path):
     assert data["train_step_traces_round0"] >= 1
     assert data["train_step_traces_after_round0"] == 0
     assert data["wrapper_state_bytes_per_weight_byte"] == pytest.approx(3.0)
+    assert data["wrapper_state_bytes_per_weight_byte_host_snapshots"] == pytest.approx(1.0)
     assert abs(data["global_prune_weights"] - 200_000) < 100
     assert data["global_prune_kept_fraction"] == pytest.approx(0.2, abs=1e-3)
     assert "| round boundary" in result.stdout

@@ -32,9 +32,10 @@ class Interrupt(keras.callbacks.Callback):
             raise KeyboardInterrupt("simulated interruption")
 
 
-def _run(checkpoint_dir, callbacks=(), initial_epoch=None, **imp_kwargs):
+def _run(checkpoint_dir, callbacks=(), initial_epoch=None, snapshots_on_host=False,
+         **imp_kwargs):
     keras.utils.set_random_seed(0)
-    model = kl.wrap(mlp())
+    model = kl.wrap(mlp(), snapshots_on_host=snapshots_on_host)
     model.compile(keras.optimizers.SGD(0.05, momentum=0.9), LOSS, metrics=["accuracy"])
     args = dict(rounds=4, epochs_per_round=2, rate=0.4, seed=7, verbose=0,
                 checkpoint_dir=checkpoint_dir)
@@ -58,12 +59,17 @@ def _assert_same_run(a_model, a_imp, b_model, b_imp):
                                       keras.ops.convert_to_numpy(vb.value))
     assert [r["val_loss"] for r in a_imp.results] == [r["val_loss"] for r in b_imp.results]
     assert [r["density"] for r in a_imp.results] == [r["density"] for r in b_imp.results]
+    for wa, wb in zip(kl.find_wrappers(a_model), kl.find_wrappers(b_model)):
+        for which in ("init", "rewind"):
+            for key, value in wa.get_snapshot(which).items():
+                np.testing.assert_array_equal(value, wb.get_snapshot(which)[key])
 
 
 @pytest.mark.parametrize(
     "imp_kwargs",
-    [{}, {"rewind_to": 3}, {"control": "reinit"}, {"control": "random_prune", "rewind_to": "lr"}],
-    ids=["init", "rewind_k", "reinit", "random_prune_lr"],
+    [{}, {"rewind_to": 3}, {"control": "reinit"}, {"control": "random_prune", "rewind_to": "lr"},
+     {"rewind_to": 3, "snapshots_on_host": True}],
+    ids=["init", "rewind_k", "reinit", "random_prune_lr", "rewind_k_host_snapshots"],
 )
 def test_resume_equals_uninterrupted(tmp_path, imp_kwargs):
     reference = _run(str(tmp_path / "reference"), **imp_kwargs)

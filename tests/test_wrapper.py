@@ -249,6 +249,68 @@ def test_keras_file_round_trip(tmp_path):
     _assert_pruned_zero(loaded, masks)
 
 
+def _imp_run(snapshots_on_host):
+    keras.utils.set_random_seed(0)
+    model = kl.wrap(mlp(), snapshots_on_host=snapshots_on_host)
+    model.compile(keras.optimizers.Adam(0.01), LOGITS_LOSS)
+    imp = kl.IterativeMagnitudePruning(rounds=3, epochs_per_round=2, rewind_to=4, seed=1,
+                                       verbose=0)
+    x, y = classification_data()
+    model.fit(x, y, batch_size=16, epochs=imp.total_epochs, callbacks=[imp], verbose=0,
+              shuffle=False)
+    return model, imp
+
+
+def test_host_snapshots_train_like_device_snapshots_with_a_third_of_the_state():
+    device, imp_device = _imp_run(False)
+    host, imp_host = _imp_run(True)
+    for a, b in zip(imp_device.mask_history, imp_host.mask_history):
+        for key in a:
+            np.testing.assert_array_equal(a[key], b[key])
+    for wd, wh in zip(kl.find_wrappers(device), kl.find_wrappers(host)):
+        assert wh.snapshots_on_host and not wd.snapshots_on_host
+        for which in ("init", "rewind"):
+            for key, value in wd.get_snapshot(which).items():
+                np.testing.assert_array_equal(value, wh.get_snapshot(which)[key])
+        for pd, ph in zip(wd.prunable_weights, wh.prunable_weights):
+            np.testing.assert_allclose(keras.ops.convert_to_numpy(pd.variable.value),
+                                       keras.ops.convert_to_numpy(ph.variable.value), atol=1e-6)
+            assert all(isinstance(s, kl.HostSnapshot) for s in ph.snapshots.values())
+    assert imp_host.rewind_step == imp_device.rewind_step == 4
+    # Model (device) state added per prunable weight byte: 3 bytes vs 1 (the mask).
+    def wrapper_state_bytes(model):
+        own = [v for w in kl.find_wrappers(model) for v in w.non_trainable_variables
+               if not any(v is lv for lv in w.layer.variables)]
+        return sum(keras.ops.convert_to_numpy(v.value).nbytes for v in own)
+
+    weight_bytes = sum(keras.ops.convert_to_numpy(p.variable.value).nbytes
+                       for w in kl.find_wrappers(host) for p in w.prunable_weights)
+    assert wrapper_state_bytes(device) / weight_bytes == pytest.approx(3.0)
+    assert wrapper_state_bytes(host) / weight_bytes == pytest.approx(1.0)
+
+
+def test_host_snapshots_travel_in_keras_files_and_tickets(tmp_path):
+    model, imp = _imp_run(True)
+    path = str(tmp_path / "host.keras")
+    model.save(path)
+    loaded = keras.models.load_model(path)
+    for wa, wb in zip(kl.find_wrappers(model), kl.find_wrappers(loaded)):
+        assert wb.snapshots_on_host
+        for which in ("init", "rewind"):
+            for key, value in wa.get_snapshot(which).items():
+                np.testing.assert_array_equal(value, wb.get_snapshot(which)[key])
+    assert kl.layer_masks(loaded).keys() == kl.layer_masks(model).keys()
+    for key, mask in kl.layer_masks(model).items():
+        np.testing.assert_array_equal(mask, kl.layer_masks(loaded)[key])
+    ticket_path = str(tmp_path / "ticket.npz")
+    kl.save_ticket(model, ticket_path, imp=imp)
+    fresh = kl.wrap(mlp(), snapshots_on_host=True)
+    kl.load_ticket(ticket_path, fresh)
+    for wa, wb in zip(kl.find_wrappers(model), kl.find_wrappers(fresh)):
+        for key, value in wa.get_snapshot("init").items():
+            np.testing.assert_array_equal(value, wb.get_snapshot("init")[key])
+
+
 def test_set_masks_shape_mismatch():
     wrapper = kl.LotteryWrapper(keras.layers.Dense(2))
     wrapper.build((None, 3))
