@@ -187,6 +187,27 @@ def _step_matmuls_seconds(batch, steps=100):
     return _best_time(run, x) / steps
 
 
+def _adam_update_seconds(unrolled=20):
+    """Seconds per Adam update of LeNet-300-100's parameters alone (no
+    forward or backward pass), `unrolled` updates per XLA call."""
+    import keras
+    import tensorflow as tf
+
+    shapes = [s for i, o in LAYERS for s in ((i, o), (o,))]
+    variables = [keras.Variable(tf.zeros(s)) for s in shapes]
+    grads = [tf.random.uniform(s) for s in shapes]
+    optimizer = keras.optimizers.Adam(1.2e-3)
+    optimizer.build(variables)
+
+    @tf.function(jit_compile=True)
+    def run():
+        for _ in range(unrolled):
+            optimizer.apply(grads, variables)
+        return tf.reduce_sum(variables[0])
+
+    return _best_time(run) / unrolled
+
+
 def worker(tool, steps, batch):
     """Serves timed blocks: reads "run" lines, answers with seconds/step."""
     if tool.startswith("keras"):
@@ -199,7 +220,8 @@ def worker(tool, steps, batch):
     extra = {}
     if tool == "keras_lottery":
         extra = {"matmul_flops_per_s": _matmul_rate(),
-                 "step_matmuls_s": _step_matmuls_seconds(batch)}
+                 "step_matmuls_s": _step_matmuls_seconds(batch),
+                 "adam_update_s": _adam_update_seconds()}
     print(json.dumps({"ready": tool, **extra}), flush=True)
     for line in sys.stdin:
         if line.strip() != "run":
@@ -287,6 +309,7 @@ def main(argv):
         "step_matmul_flops": step_flops(f.batch),
         "matmul_flops_per_s": info.get(reference, {}).get("matmul_flops_per_s"),
         "step_matmuls_ms": 1000 * info.get(reference, {}).get("step_matmuls_s", float("nan")),
+        "adam_update_ms": 1000 * info.get(reference, {}).get("adam_update_s", float("nan")),
         "flop_floor_ms": 1000 * step_flops(f.batch) / info[reference]["matmul_flops_per_s"]
         if reference else None,
         "rows": rows, "ratios": ratios,
@@ -296,7 +319,8 @@ def main(argv):
         lines += [f"FLOP floor {result['flop_floor_ms']:.3f} ms/step "
                   f"({step_flops(f.batch) / 1e6:.1f} MFLOP at "
                   f"{result['matmul_flops_per_s'] / 1e9:.1f} GFLOP/s); the step's matmuls "
-                  f"alone at their shapes: {result['step_matmuls_ms']:.3f} ms", ""]
+                  f"alone at their shapes: {result['step_matmuls_ms']:.3f} ms; one Adam "
+                  f"update of its parameters alone: {result['adam_update_ms']:.3f} ms", ""]
     lines += ["| tool | ms/step (median) |", "|---|---|"]
     lines += [f"| {r['tool']} | {r['ms_per_step']:.3f} |" for r in rows]
     lines += ["", "| ratio | median (min-max over repeats) |", "|---|---|"]
