@@ -17,7 +17,6 @@ import json
 import os
 import struct
 
-import keras
 import numpy as np
 
 IDX_FILES = {
@@ -144,6 +143,8 @@ def load_dataset(name, seed=0):
 
 def compile_lenet(model, learning_rate=1.2e-3):
     """The paper's LeNet optimizer (Adam 1.2e-3) and a logits loss."""
+    import keras
+
     model.compile(
         keras.optimizers.Adam(learning_rate),
         keras.losses.SparseCategoricalCrossentropy(from_logits=True),
@@ -179,7 +180,8 @@ def _cell(value):
 
 
 def write_json(path, data):
-    tmp = path + ".part"
-    with open(tmp, "w") as f:
-        json.dump(data, f, indent=2, default=float)
-    os.replace(tmp, path)
+    """Writes JSON atomically (keras_lottery.file_io)."""
+    from keras_lottery import file_io
+
+    payload = json.dumps(file_io.json_safe(data), indent=2, default=float).encode()
+    file_io.atomic_write(path, lambda f: f.write(payload))

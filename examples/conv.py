@@ -16,12 +16,9 @@ import sys  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
-import keras  # noqa: E402
 
 import experiment  # noqa: E402
-import models  # noqa: E402
 
 FLAGS = flags.FLAGS
 PAPER = {2: (2e-4, 20_000), 4: (3e-4, 25_000), 6: (3e-4, 30_000)}
@@ -34,6 +31,10 @@ experiment.define_flags(
 
 def main(argv):
     del argv
+    import keras
+
+    import models
+
     depth = int(FLAGS.depth)
     learning_rate, iterations = PAPER[depth]
     if FLAGS.learning_rate is None:
@@ -49,4 +50,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    experiment.main(main)

@@ -18,12 +18,9 @@ import sys  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
-import keras  # noqa: E402
 
 import experiment  # noqa: E402
-import models  # noqa: E402
 
 FLAGS = flags.FLAGS
 experiment.define_flags(
@@ -32,14 +29,16 @@ experiment.define_flags(
 )
 flags.DEFINE_float("rate", 0.2, "Per-round pruning rate of the hidden layers.", lower_bound=0.0, upper_bound=0.99)
 flags.DEFINE_float("output_rate", 0.1, "Per-round pruning rate of the output layer.", lower_bound=0.0, upper_bound=0.99)
-
-
 experiment.require_fraction("rate")
 experiment.require_fraction("output_rate")
 
 
 def main(argv):
     del argv
+    import keras
+
+    import models
+
     experiment.run(
         "lenet_300_100",
         build_model=models.lenet_300_100,
@@ -49,4 +48,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    experiment.main(main)

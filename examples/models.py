@@ -100,3 +100,23 @@ def vgg19(input_shape=(32, 32, 3), classes=10):
     x = keras.layers.GlobalAveragePooling2D()(x)
     outputs = keras.layers.Dense(classes, kernel_initializer=GLOROT, name="out")(x)
     return keras.Model(inputs, outputs, name="vgg19")
+
+
+@keras.saving.register_keras_serializable(package="keras_lottery_examples")
+class WarmupPiecewise(keras.optimizers.schedules.LearningRateSchedule):
+    """Linear warmup, then the paper's step drops (x0.1 at each boundary)."""
+
+    def __init__(self, base, drops, warmup):
+        self.base, self.drops, self.warmup = base, list(drops), warmup
+
+    def __call__(self, step):
+        step = keras.ops.cast(step, "float32")
+        lr = keras.ops.convert_to_tensor(self.base, "float32")
+        for boundary in self.drops:
+            lr = keras.ops.where(step >= boundary, lr * 0.1, lr)
+        if self.warmup:
+            lr = lr * keras.ops.minimum(1.0, (step + 1.0) / self.warmup)
+        return lr
+
+    def get_config(self):
+        return {"base": self.base, "drops": self.drops, "warmup": self.warmup}

@@ -1,11 +1,13 @@
 """Paper-style figures of an IMP run (matplotlib, PNG, no display needed).
 
 - `accuracy.png`: test accuracy at the early-stopping iteration and at the end
-  of training vs percent of weights remaining (log x, reversed), mean over
-  trials with min/max bars, one line per arm (Frankle & Carbin Fig. 3/4).
-- `early_stop.png`: early-stopping iteration vs percent remaining.
-- `learning_curves.png`: test accuracy during training for a few rounds of
-  the ticket (trial 0).
+  of training vs percent of weights remaining (log x, reversed, ticks at the
+  paper's levels 100, 51.3, 21.1, 7.0, 3.6, 1.9), mean over trials with
+  min/max bars, one line per arm (Frankle & Carbin Fig. 3/4).
+- `early_stop.png`: early-stopping iteration vs percent remaining (arms
+  side by side, so equal values do not hide each other).
+- `learning_curves.png`: test accuracy during training of the ticket (trial
+  0) at the rounds closest to the paper's levels, each round once.
 """
 
 import os
@@ -15,9 +17,13 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib import ticker  # noqa: E402
 
 COLORS = {"ticket": "tab:blue", "reinit": "tab:orange", "random_prune": "tab:green"}
 LABELS = {"ticket": "winning ticket", "reinit": "random reinit", "random_prune": "random pruning"}
+MARKERS = {"ticket": "o", "reinit": "s", "random_prune": "^"}
+STYLES = {"ticket": "-", "reinit": "--", "random_prune": ":"}
+PAPER_LEVELS = (100, 51.3, 21.1, 7.0, 3.6, 1.9, 1.0, 0.5)
 
 
 def _series(rows, arm, key):
@@ -33,21 +39,33 @@ def _series(rows, arm, key):
     return np.array(out)
 
 
-def _plot_metric(ax, rows, key, ylabel):
-    for arm in COLORS:
-        data = _series(rows, arm, key)
-        if data.size == 0:
-            continue
-        x, mean, low, high = data.T
-        ax.errorbar(x, mean, yerr=[mean - low, high - mean], color=COLORS[arm],
-                    label=LABELS[arm], marker="o", markersize=3, capsize=2)
+def _percent_axis(ax, lowest):
     ax.set_xscale("log")
     ax.invert_xaxis()
-    lowest = min((line.get_xdata().min() for line in ax.get_lines()), default=1.0)
-    ticks = [t for t in (100, 51.3, 21.1, 7.0, 3.6, 1.9, 1.0, 0.5) if t >= 0.9 * lowest]
-    ax.set_xticks(ticks)
-    ax.set_xticklabels([f"{t:g}" for t in ticks])
+    ticks = [t for t in PAPER_LEVELS if t >= 0.9 * lowest]
+    if min(ticks) > 1.25 * lowest:  # the run ends between two paper levels
+        ticks.append(round(lowest, 1))
+    ax.xaxis.set_major_locator(ticker.FixedLocator(ticks))
+    ax.xaxis.set_major_formatter(ticker.FixedFormatter([f"{t:g}" for t in ticks]))
+    # The log axis' own minor ticks would be labelled 9x10^1, 8x10^1, ...
+    ax.xaxis.set_minor_locator(ticker.NullLocator())
+    ax.xaxis.set_minor_formatter(ticker.NullFormatter())
     ax.set_xlabel("percent of weights remaining")
+
+
+def _plot_metric(ax, rows, key, ylabel, dodge=0.0):
+    arms = [arm for arm in COLORS if _series(rows, arm, key).size]
+    lowest = 1.0
+    for index, arm in enumerate(arms):
+        x, mean, low, high = _series(rows, arm, key).T
+        # Arms side by side (a small multiplicative shift on the log axis) so
+        # that equal values do not hide each other.
+        shift = (1 + dodge) ** (index - (len(arms) - 1) / 2)
+        ax.errorbar(x * shift, mean, yerr=[mean - low, high - mean], color=COLORS[arm],
+                    label=LABELS[arm], marker=MARKERS[arm], linestyle=STYLES[arm],
+                    markersize=4, capsize=2)
+        lowest = min(lowest, x.min())
+    _percent_axis(ax, lowest)
     ax.set_ylabel(ylabel)
     ax.grid(True, alpha=0.3)
     ax.legend()
@@ -67,11 +85,22 @@ def accuracy_plot(rows, config, path):
 
 def early_stop_plot(rows, config, path):
     fig, ax = plt.subplots(figsize=(6, 4))
-    _plot_metric(ax, rows, "early_stop_iteration", "early-stop iteration (min val loss)")
+    _plot_metric(ax, rows, "early_stop_iteration", "early-stop iteration (min val loss)",
+                 dodge=0.04)
     ax.set_title(f"{config['script']} on {config['dataset']}")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def chosen_rounds(densities, levels=PAPER_LEVELS[:6]):
+    """Round 0, the rounds closest to the paper's levels (each once), and the
+    last round, in order."""
+    rounds = sorted(densities)
+    chosen = {rounds[0], rounds[-1]}
+    for level in levels:
+        chosen.add(min(rounds, key=lambda r: abs(100 * densities[r] - level)))
+    return sorted(chosen)
 
 
 def learning_curves_plot(rows, curves, config, path):
@@ -82,21 +111,18 @@ def learning_curves_plot(rows, curves, config, path):
     steps = config["steps_per_epoch"]
     densities = {row["round"]: row["density"] for row in rows
                  if row["arm"] == "ticket" and row["trial"] == 0}
-    rounds = sorted(densities)
-    wanted = [0] + [min(rounds, key=lambda r: abs(100 * densities[r] - t))
-                    for t in (51.3, 21.1, 7.0, 3.6, 1.9)]
     fig, ax = plt.subplots(figsize=(6, 4))
-    for r in sorted(set(wanted)):
+    for r in chosen_rounds(densities):
         values = curve[r * per_round:(r + 1) * per_round]
         if not values:
             continue
         x = steps * (np.arange(len(values)) + 1)
-        ax.plot(x, values, label=f"{100 * densities[r]:.1f}%")
+        ax.plot(x, values, marker=".", label=f"round {r}: {100 * densities[r]:.1f}%")
     ax.set_xlabel("training iteration")
     ax.set_ylabel("test accuracy")
     ax.set_title("winning ticket, trial 0: learning curves by % remaining")
     ax.grid(True, alpha=0.3)
-    ax.legend()
+    ax.legend(fontsize="small")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

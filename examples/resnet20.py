@@ -20,12 +20,9 @@ import sys  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
-import keras  # noqa: E402
 
 import experiment  # noqa: E402
-import models  # noqa: E402
 
 FLAGS = flags.FLAGS
 PAPER = {
@@ -51,30 +48,15 @@ def augment(image, label):
     return image, label
 
 
-class WarmupPiecewise(keras.optimizers.schedules.LearningRateSchedule):
-    """Linear warmup, then the paper's step drops (x0.1 at each boundary)."""
-
-    def __init__(self, base, drops, warmup):
-        self.base, self.drops, self.warmup = base, list(drops), warmup
-
-    def __call__(self, step):
-        step = keras.ops.cast(step, "float32")
-        lr = keras.ops.convert_to_tensor(self.base, "float32")
-        for boundary in self.drops:
-            lr = keras.ops.where(step >= boundary, lr * 0.1, lr)
-        if self.warmup:
-            lr = lr * keras.ops.minimum(1.0, (step + 1.0) / self.warmup)
-        return lr
-
-    def get_config(self):
-        return {"base": self.base, "drops": self.drops, "warmup": self.warmup}
-
-
 experiment.require_fraction("rate")
 
 
 def main(argv):
     del argv
+    import keras
+
+    import models
+
     paper = PAPER[FLAGS.model]
     for name in ("batch_size", "iterations", "rewind_to"):
         if FLAGS[name].value is None:
@@ -86,7 +68,7 @@ def main(argv):
         FLAGS.model,
         build_model=lambda shape: build(shape),
         make_optimizer=lambda n: keras.optimizers.SGD(
-            WarmupPiecewise(FLAGS.learning_rate, drops, FLAGS.warmup),
+            models.WarmupPiecewise(FLAGS.learning_rate, drops, FLAGS.warmup),
             momentum=0.9, weight_decay=FLAGS.weight_decay),
         rate={"default": FLAGS.rate, "out": 0.0},
         augment=augment,
@@ -94,4 +76,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    experiment.main(main)

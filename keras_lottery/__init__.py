@@ -1,7 +1,8 @@
 """keras_lottery: the Lottery Ticket Hypothesis for Keras 3.
 
 Data flows one way:
-`model -> wrap -> fit(callbacks=[IterativeMagnitudePruning]) -> results -> strip`.
+`model -> wrap -> fit(callbacks=[IterativeMagnitudePruning]) -> results +
+ticket -> strip -> export`.
 
 Example:
 >>> import keras, keras_lottery as kl
@@ -10,6 +11,7 @@ Example:
 1.0
 """
 
+from keras_lottery import masks
 from keras_lottery import schedules
 from keras_lottery.export import ExportResult
 from keras_lottery.export import ExportVerificationError
@@ -28,14 +30,22 @@ from keras_lottery.ticket import load_ticket
 from keras_lottery.ticket import read_ticket
 from keras_lottery.ticket import save_ticket
 from keras_lottery.version import __version__
-from keras_lottery.wrapper import HostSnapshot
+from keras_lottery.weight_state import HostSnapshot
+from keras_lottery.weight_state import WeightState
 from keras_lottery.wrapper import LotteryWrapper
-from keras_lottery.wrapping import find_wrappers
-from keras_lottery.wrapping import layer_masks
+from keras_lottery.wrapping import PrunableWeight
+from keras_lottery.wrapping import enable
+from keras_lottery.wrapping import get_masks
+from keras_lottery.wrapping import load_model
 from keras_lottery.wrapping import non_pruned_weights
-from keras_lottery.wrapping import set_layer_masks
+from keras_lottery.wrapping import prunable_weights
+from keras_lottery.wrapping import set_masks
 from keras_lottery.wrapping import strip
 from keras_lottery.wrapping import wrap
+
+# Earlier names of get_masks / set_masks.
+layer_masks = get_masks
+set_layer_masks = set_masks
 
 __all__ = [
     "ExportResult",
@@ -44,20 +54,27 @@ __all__ = [
     "IterativeMagnitudePruning",
     "LotteryWrapper",
     "MaskConstraint",
+    "PrunableWeight",
     "SparsityReport",
     "Ticket",
     "TicketError",
+    "WeightState",
+    "enable",
     "export_saved_model",
     "export_tflite",
-    "find_wrappers",
+    "get_masks",
     "layer_masks",
+    "load_model",
     "load_ticket",
+    "masks",
     "non_pruned_weights",
+    "prunable_weights",
     "read_ticket",
     "register_prunable",
     "save_ticket",
     "schedules",
     "set_layer_masks",
+    "set_masks",
     "size_report",
     "sparsity_report",
     "strip",

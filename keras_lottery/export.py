@@ -1,22 +1,29 @@
 """Deployable tickets: sparse SavedModel and TFLite/LiteRT files (TensorFlow only).
 
-Every export strips the wrappers first (no masks or snapshots travel), writes
-to a temporary path, runs the written file on sample inputs, compares its
-outputs with the Keras model's and only then moves it into place. A file that
-does not reproduce the model within a tolerance fitting its dtype is never
-left at `path`: `ExportVerificationError` says what differed.
+Every export works on a plain copy of the model (`keras_lottery.strip`: no
+masks or snapshots travel; a mixed-precision model is copied as float32),
+writes to a temporary path, runs the written file on sample inputs, compares
+every output with the Keras model's and only then moves it into place. A
+file that does not reproduce the model within a tolerance fitting its dtype
+is never left at `path`: `ExportVerificationError` says what differed. Both
+exports refuse an existing `path` unless `overwrite=True`.
+
+Models with several inputs or outputs (lists or dicts) are supported: sample
+inputs keep the model's input structure, and outputs are compared one by one.
 
 Known converter/runtime bug (TF 2.21, LiteRT 2.3): a quantized (`"int8"` or
 `"dynamic"`) model with the sparse encoding fails to prepare, or returns
-wrong outputs, on the default XNNPACK delegate. Such files are verified with the default runtime, so the
-export raises and suggests `sparse=False` rather than handing over a file that
-breaks (or silently computes wrong outputs) on the runtime users get.
+wrong outputs, on the default XNNPACK delegate. Such files are verified with
+the default runtime, so the export raises and suggests `sparse=False` rather
+than handing over a file that breaks (or silently computes wrong outputs) on
+the runtime users get.
 """
 
 import contextlib
 import dataclasses
 import gzip
 import io
+import logging
 import os
 import shutil
 import tempfile
@@ -25,13 +32,15 @@ import keras
 import numpy as np
 
 from keras_lottery import file_io
+from keras_lottery import keras_internals
+from keras_lottery import layer_tree
+from keras_lottery import wrapping
 from keras_lottery.report import sparsity_report
-from keras_lottery.wrapping import find_wrappers
-from keras_lottery.wrapping import strip
 
 QUANTIZE_MODES = (None, "float16", "dynamic", "int8")
 # max |tflite - keras| / max(1, max |keras|) allowed per weight format.
 TOLERANCES = {None: 1e-4, "float16": 2e-2, "dynamic": 5e-2, "int8": 1e-1}
+_LOW_PRECISION = ("float16", "bfloat16")
 
 
 class ExportVerificationError(ValueError):
@@ -78,13 +87,15 @@ class ExportResult:
     density: float = 1.0
 
 
-def export_saved_model(model, path, sample_inputs=None):
-    """Strips wrappers and writes a SavedModel with a `serve` signature.
+def export_saved_model(model, path, sample_inputs=None, overwrite=False):
+    """Writes a verified SavedModel (`serve` endpoint) of the plain model.
 
     Args:
         model: a Keras model, wrapped or not.
-        path: directory to create (must not exist).
-        sample_inputs: inputs to verify with (default: 8 random examples).
+        path: directory to write.
+        sample_inputs: inputs to verify with, in the model's input structure
+            (default: 8 random examples per input).
+        overwrite: replace an existing `path` (default: refuse).
 
     Returns:
         An `ExportResult`.
@@ -99,17 +110,20 @@ def export_saved_model(model, path, sample_inputs=None):
     _require_tensorflow_backend("export_saved_model")
     import tensorflow as tf
 
-    plain = _plain(model)
-    _check_destination(path)
+    _check_destination(path, overwrite)
+    plain = plain_model(model)
     x = _sample_inputs(plain, sample_inputs)
     expected = _predict(plain, x)
     tmp = tempfile.mkdtemp(dir=os.path.dirname(os.path.abspath(path)) or ".")
     staged = os.path.join(tmp, "saved_model")
     try:
-        plain.export(staged, format="tf_saved_model", verbose=False)
-        loaded = tf.saved_model.load(staged)
-        got = np.asarray(loaded.serve(tf.constant(x)))
+        with _quiet():
+            plain.export(staged, format="tf_saved_model", verbose=False)
+            loaded = tf.saved_model.load(staged)
+            got = _flat(loaded.serve(x))
         error = _check_outputs(got, expected, TOLERANCES[None], "SavedModel")
+        if os.path.exists(path):
+            shutil.rmtree(path)
         shutil.move(staged, path)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -132,8 +146,9 @@ def export_tflite(
     quantize=None,
     representative_data=None,
     sample_inputs=None,
+    overwrite=False,
 ):
-    """Writes a verified `.tflite` file of the (stripped) model.
+    """Writes a verified `.tflite` file of the plain model.
 
     Args:
         model: a Keras model, wrapped or not.
@@ -141,17 +156,19 @@ def export_tflite(
         sparse: store pruned FC/Conv weights in TFLite's sparse encoding
             (`tf.lite.Optimize.EXPERIMENTAL_SPARSITY`). `True` gives the
             smallest file: weights the converter put in 1x4 blocks are
-            re-encoded as CSR when that is smaller (densified once at
-            load time; see `keras_lottery.tflite_csr`). `"block"` keeps the
+            re-encoded as CSR when that is smaller (densified once at load
+            time; see `keras_lottery.tflite_csr`). `"block"` keeps the
             converter's choice (TFLite's block-sparse FC kernel, a larger
             file). `False` stores every weight densely.
         quantize: None (float32), "float16", "dynamic" (int8 weights, float
             activations) or "int8" (int8 weights and activations, float
             inputs/outputs; needs `representative_data`).
-        representative_data: an array of inputs (or an iterable of batches) for
-            int8 calibration.
+        representative_data: inputs for int8 calibration: an array (or, for
+            several inputs, a list or dict of arrays), or an iterable of
+            such batches.
         sample_inputs: inputs to verify with (default: `representative_data`
-            or 8 random examples).
+            or 8 random examples per input).
+        overwrite: replace an existing `path` (default: refuse).
 
     Returns:
         An `ExportResult`.
@@ -171,21 +188,18 @@ def export_tflite(
     import tensorflow as tf
 
     if quantize not in QUANTIZE_MODES:
-        raise ValueError(
-            f"quantize must be one of {QUANTIZE_MODES}; received {quantize!r}."
-        )
+        raise ValueError(f"quantize must be one of {QUANTIZE_MODES}; received {quantize!r}.")
     if sparse not in (True, False, "block"):
-        raise ValueError(
-            f"sparse must be True, False or 'block'; received {sparse!r}."
-        )
+        raise ValueError(f"sparse must be True, False or 'block'; received {sparse!r}.")
     if quantize == "int8" and representative_data is None:
         raise ValueError(
-            "quantize='int8' calibrates activations and needs "
-            "representative_data (a few hundred training inputs)."
+            "quantize='int8' calibrates activations and needs representative_data "
+            "(a few hundred training inputs)."
         )
-    plain = _plain(model)
+    _check_destination(path, overwrite)
+    plain = plain_model(model)
     if sample_inputs is None and representative_data is not None:
-        sample_inputs = _first_batch(representative_data)[:32]
+        sample_inputs = _head(_first_batch(representative_data), 32)
     x = _sample_inputs(plain, sample_inputs)
     expected = _predict(plain, x)
     flatbuffer = _convert(tf, plain, bool(sparse), quantize, representative_data)
@@ -193,13 +207,11 @@ def export_tflite(
         from keras_lottery.tflite_csr import reencode_as_csr
 
         flatbuffer, _ = reencode_as_csr(flatbuffer)
-    runtime, got = _run_tflite(flatbuffer, x, sparse, quantize)
+    runtime, got = _run_tflite(flatbuffer, plain, x, sparse, quantize)
     try:
         error = _check_outputs(got, expected, TOLERANCES[quantize], "TFLite file")
     except ExportVerificationError as mismatch:
-        raise ExportVerificationError(
-            f"{mismatch}{_known_bug_hint(sparse, quantize)}"
-        ) from None
+        raise ExportVerificationError(f"{mismatch}{_known_bug_hint(sparse, quantize)}") from None
     file_io.atomic_write(path, lambda f: f.write(flatbuffer))
     return ExportResult(
         path=path,
@@ -218,8 +230,8 @@ def size_report(model, directory, quantize=None, representative_data=None):
     """Bytes of the ticket as dense vs sparse `.tflite` and as a SavedModel.
 
     Writes `dense.tflite`, `sparse.tflite` and `saved_model/` under
-    `directory` (all verified) and gzips the SavedModel's variables to show
-    what the zeros save in transit.
+    `directory` (all verified, replacing earlier ones) and gzips the
+    SavedModel's variables to show what the zeros save in transit.
 
     Args:
         model: a Keras model, wrapped or not.
@@ -239,24 +251,22 @@ def size_report(model, directory, quantize=None, representative_data=None):
     True
     """
     os.makedirs(directory, exist_ok=True)
-    sample = (
-        None if representative_data is None else _first_batch(representative_data)
-    )
+    plain = plain_model(model)
+    sample = None if representative_data is None else _first_batch(representative_data)
     dense, sparse = (
         export_tflite(
-            model,
+            plain,
             os.path.join(directory, f"{name}.tflite"),
             sparse=name == "sparse",
             quantize=quantize,
             representative_data=representative_data,
             sample_inputs=sample,
+            overwrite=True,
         )
         for name in ("dense", "sparse")
     )
     saved = os.path.join(directory, "saved_model")
-    if os.path.exists(saved):
-        shutil.rmtree(saved)
-    export_saved_model(model, saved, sample_inputs=sample)
+    export_saved_model(plain, saved, sample_inputs=sample, overwrite=True)
     raw, packed = _variables_bytes(saved)
     return {
         "density": sparse.density,
@@ -272,6 +282,15 @@ def size_report(model, directory, quantize=None, representative_data=None):
 def tflite_predict(path_or_bytes, x, batch_size=256):
     """Runs a `.tflite` file on `x` with the default runtime, in batches.
 
+    Args:
+        path_or_bytes: a `.tflite` path or its bytes.
+        x: an array, or for several inputs a list or dict of arrays (dict keys
+            and list order as the model's inputs).
+        batch_size: examples per invoke.
+
+    Returns:
+        An array for one output, else a list of arrays (in output order).
+
     Example:
     >>> import tempfile, os
     >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
@@ -284,116 +303,179 @@ def tflite_predict(path_or_bytes, x, batch_size=256):
     if isinstance(path_or_bytes, (str, os.PathLike)):
         with open(path_or_bytes, "rb") as f:
             content = f.read()
-    x = np.asarray(x)
-    outputs = []
-    interpreter = None
-    for start in range(0, len(x), batch_size):
-        batch = x[start : start + batch_size]
-        interpreter, _ = _interpreter(content, batch.shape, interpreter)
-        outputs.append(_invoke(interpreter, batch))
-    return np.concatenate(outputs)
+    runner, _ = _runner(content)
+    inputs = _named_inputs(runner, None, x)
+    size = len(next(iter(inputs.values())))
+    chunks = []
+    for start in range(0, size, batch_size):
+        batch = {name: value[start : start + batch_size] for name, value in inputs.items()}
+        chunks.append(_run(runner, batch))
+    outputs = [np.concatenate([chunk[i] for chunk in chunks]) for i in range(len(chunks[0]))]
+    return outputs[0] if len(outputs) == 1 else outputs
+
+
+def plain_model(model):
+    """The model as it is exported: a plain float copy without lottery state
+    (`strip`; float32 for a mixed-precision model), or the model itself when
+    it holds no lottery state and computes in float32.
+
+    Example:
+    >>> model = keras_lottery.wrap(keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)]))
+    >>> keras_lottery.prunable_weights(plain_model(model))
+    []
+    """
+    if not isinstance(model, keras.Model):
+        raise TypeError(
+            f"Expected a keras.Model; received {model!r} of type {type(model).__name__}."
+        )
+    if _is_low_precision(model):
+        return wrapping.strip(model, dtype="float32")
+    if wrapping.has_lottery_state(model):
+        return wrapping.strip(model)
+    return model
 
 
 # ----------------------------------------------------------------- internals
 
 
+def _is_low_precision(model):
+    return any(
+        str(getattr(layer, "compute_dtype", "float32")) in _LOW_PRECISION
+        for layer, _ in layer_tree.walk(model)
+    )
+
+
 def _require_tensorflow_backend(what):
     if keras.backend.backend() != "tensorflow":
         raise RuntimeError(
-            f"keras_lottery.{what} needs the TensorFlow backend (it converts "
-            f"with TensorFlow); the Keras backend is "
-            f"'{keras.backend.backend()}'. Save the ticket with "
-            "keras_lottery.save_ticket and export it in a TensorFlow process "
-            "(KERAS_BACKEND=tensorflow)."
+            f"keras_lottery.{what} needs the TensorFlow backend (it converts with "
+            f"TensorFlow); the Keras backend is '{keras.backend.backend()}'. Save "
+            "the ticket with keras_lottery.save_ticket and export it in a "
+            "TensorFlow process (KERAS_BACKEND=tensorflow)."
         )
 
 
-def _plain(model):
-    if not isinstance(model, keras.Model):
-        raise TypeError(
-            f"Expected a keras.Model; received {model!r} of type "
-            f"{type(model).__name__}."
-        )
-    return strip(model) if find_wrappers(model) else model
-
-
-def _check_destination(path):
-    if os.path.exists(path):
+def _check_destination(path, overwrite):
+    if os.path.exists(path) and not overwrite:
         raise FileExistsError(
-            f"{path} already exists; choose a new path or remove it first "
-            "(exports never overwrite)."
+            f"{path} already exists; choose a new path, remove it, or pass "
+            "overwrite=True."
         )
+
+
+@contextlib.contextmanager
+def _quiet():
+    """Keeps TensorFlow's export chatter (stdout prints, absl INFO lines) out
+    of the user's terminal."""
+    loggers = [logging.getLogger(name) for name in ("absl", "tensorflow")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.ERROR)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            yield
+    finally:
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
 
 
 def _sample_inputs(model, sample_inputs):
     if sample_inputs is not None:
-        return np.asarray(sample_inputs)
-    if len(model.inputs) != 1:
+        return keras.tree.map_structure(np.asarray, sample_inputs)
+    if not getattr(model, "inputs", None):
         raise ValueError(
-            f"Model '{model.name}' has {len(model.inputs)} inputs; pass "
-            "sample_inputs to verify the export."
+            f"Model '{model.name}' has no symbolic inputs (a subclassed model); "
+            "pass sample_inputs to verify the export."
         )
-    spec = model.inputs[0]
-    shape = tuple(8 if d is None else d for d in spec.shape)
     rng = np.random.default_rng(0)
-    if "int" in str(spec.dtype):
-        return rng.integers(0, 2, size=shape).astype(spec.dtype)
-    return rng.normal(size=shape).astype("float32")
+
+    def sample(spec):
+        shape = tuple(8 if d is None else d for d in spec.shape)
+        if "int" in str(spec.dtype) or "bool" in str(spec.dtype):
+            return rng.integers(0, 2, size=shape).astype(spec.dtype)
+        return rng.normal(size=shape).astype("float32")
+
+    return keras.tree.map_structure(sample, keras_internals.input_structure(model))
 
 
 def _predict(model, x):
-    return keras.ops.convert_to_numpy(model(x, training=False))
+    with _quiet():
+        outputs = model(x, training=False)
+    return _flat(outputs)
+
+
+def _flat(outputs):
+    return [np.asarray(keras.ops.convert_to_numpy(o)) for o in keras.tree.flatten(outputs)]
 
 
 def _first_batch(data):
-    if isinstance(data, np.ndarray):
+    if isinstance(data, (np.ndarray, dict)) or (
+        isinstance(data, (list, tuple)) and all(isinstance(d, np.ndarray) for d in data)
+    ):
         return data
     first = next(iter(data))
-    if isinstance(first, (list, tuple)):
-        first = first[0]
-    return np.asarray(first)
+    if isinstance(first, tuple) and len(first) in (2, 3):
+        first = first[0]  # (x, y) batches of a dataset
+    return keras.tree.map_structure(np.asarray, first)
+
+
+def _head(data, count):
+    return keras.tree.map_structure(lambda a: np.asarray(a)[:count], data)
 
 
 def _convert(tf, model, sparse, quantize, representative_data):
-    # from_keras_model exports a temporary SavedModel and prints its
-    # signature; keep the library quiet.
-    with contextlib.redirect_stdout(io.StringIO()):
-        return _convert_quietly(tf, model, sparse, quantize, representative_data)
-
-
-def _convert_quietly(tf, model, sparse, quantize, representative_data):
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
-    optimizations = []
-    if quantize is not None:
-        optimizations.append(tf.lite.Optimize.DEFAULT)
-    if sparse:
-        optimizations.append(tf.lite.Optimize.EXPERIMENTAL_SPARSITY)
-    converter.optimizations = optimizations
-    if quantize == "float16":
-        converter.target_spec.supported_types = [tf.float16]
-    if quantize == "int8":
-        converter.representative_dataset = _representative(representative_data)
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    return converter.convert()
+    with _quiet():
+        converter = tf.lite.TFLiteConverter.from_keras_model(model)
+        optimizations = []
+        if quantize is not None:
+            optimizations.append(tf.lite.Optimize.DEFAULT)
+        if sparse:
+            optimizations.append(tf.lite.Optimize.EXPERIMENTAL_SPARSITY)
+        converter.optimizations = optimizations
+        if quantize == "float16":
+            converter.target_spec.supported_types = [tf.float16]
+        if quantize == "int8":
+            converter.representative_dataset = _representative(representative_data)
+            converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        try:
+            return converter.convert()
+        except Exception as error:  # noqa: BLE001 - the converter raises many types
+            first = str(error).strip().splitlines()[0][:300] if str(error).strip() else ""
+            raise ExportVerificationError(
+                f"The TFLite converter could not convert model '{model.name}' "
+                f"({type(error).__name__}: {first}). Nothing was written. Layers "
+                "TFLite has no kernel for need a SavedModel export "
+                "(keras_lottery.export_saved_model) or Keras' "
+                "model.export(path, format='litert'), which adds TensorFlow ops."
+            ) from None
 
 
 def _representative(data):
+    def samples(batch):
+        flat = [np.asarray(a, "float32") for a in keras.tree.flatten(batch)]
+        for i in range(len(flat[0])):
+            yield [a[i : i + 1] for a in flat]
+
     def generator():
-        if isinstance(data, np.ndarray):
-            for i in range(min(len(data), 500)):
-                yield [data[i : i + 1].astype("float32")]
-        else:
-            for batch in data:
-                if isinstance(batch, (list, tuple)):
-                    batch = batch[0]
-                batch = np.asarray(batch, dtype="float32")
-                for i in range(len(batch)):
-                    yield [batch[i : i + 1]]
+        if isinstance(data, (np.ndarray, dict)) or (
+            isinstance(data, (list, tuple)) and all(isinstance(d, np.ndarray) for d in data)
+        ):
+            count = 0
+            for sample in samples(data):
+                yield sample
+                count += 1
+                if count >= 500:
+                    return
+            return
+        for batch in data:
+            if isinstance(batch, tuple) and len(batch) in (2, 3):
+                batch = batch[0]
+            yield from samples(batch)
 
     return generator
 
 
-def _interpreter(content, shape, interpreter=None):
+def _runner(content):
     try:
         from ai_edge_litert.interpreter import Interpreter
 
@@ -403,26 +485,43 @@ def _interpreter(content, shape, interpreter=None):
 
         Interpreter = tf.lite.Interpreter
         runtime = "tf.lite"
-    if interpreter is None:
-        interpreter = Interpreter(model_content=content)
-    detail = interpreter.get_input_details()[0]
-    if tuple(detail["shape"]) != tuple(shape):
-        interpreter.resize_tensor_input(detail["index"], shape)
-    interpreter.allocate_tensors()
-    return interpreter, runtime
+    interpreter = Interpreter(model_content=content)
+    return interpreter.get_signature_runner(), runtime
 
 
-def _invoke(interpreter, x):
-    detail = interpreter.get_input_details()[0]
-    interpreter.set_tensor(detail["index"], x.astype(detail["dtype"]))
-    interpreter.invoke()
-    return interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
+def _named_inputs(runner, model, x):
+    """`{signature input name: array}` for inputs `x` in the model's structure."""
+    names = list(runner.get_input_details())
+    if isinstance(x, dict):
+        missing = sorted(set(names) - set(x))
+        if missing:
+            raise ValueError(f"Inputs {missing} are missing; the file takes {names}.")
+        values = {name: np.asarray(x[name]) for name in names}
+    else:
+        flat = [np.asarray(v) for v in keras.tree.flatten(x)]
+        if len(flat) != len(names):
+            raise ValueError(f"{len(flat)} inputs given; the file takes {len(names)}: {names}.")
+        if len(flat) == 1:
+            values = {names[0]: flat[0]}
+        else:
+            order = [t.name for t in model.inputs] if model is not None else names
+            values = dict(zip(order, flat)) if set(order) == set(names) else dict(zip(names, flat))
+    details = runner.get_input_details()
+    return {name: value.astype(details[name]["dtype"]) for name, value in values.items()}
 
 
-def _run_tflite(content, x, sparse, quantize):
+def _run(runner, inputs):
+    outputs = runner(**inputs)
+    names = list(outputs)
+    if all(n.startswith("output_") and n[len("output_"):].isdigit() for n in names):
+        names = sorted(names, key=lambda n: int(n[len("output_"):]))
+    return [np.asarray(outputs[name]) for name in names]
+
+
+def _run_tflite(content, model, x, sparse, quantize):
     try:
-        interpreter, runtime = _interpreter(content, x.shape)
-        return runtime, _invoke(interpreter, x)
+        runner, runtime = _runner(content)
+        return runtime, _run(runner, _named_inputs(runner, model, x))
     except (RuntimeError, ValueError) as error:
         raise ExportVerificationError(
             f"The converted TFLite file does not run on the default runtime "
@@ -442,25 +541,34 @@ def _known_bug_hint(sparse, quantize):
 
 
 def _check_outputs(got, expected, tolerance, what):
-    got = np.asarray(got, dtype="float64")
-    expected = np.asarray(expected, dtype="float64")
-    if got.shape != expected.shape:
+    if len(got) != len(expected):
         raise ExportVerificationError(
-            f"The {what} returns shape {got.shape}; the Keras model returns "
-            f"{expected.shape}. Nothing was written."
+            f"The {what} returns {len(got)} outputs; the Keras model returns "
+            f"{len(expected)}. Nothing was written."
         )
-    if not np.all(np.isfinite(got)):
-        raise ExportVerificationError(
-            f"The {what} returns non-finite values. Nothing was written."
-        )
-    error = float(np.max(np.abs(got - expected))) if got.size else 0.0
-    scale = max(1.0, float(np.max(np.abs(expected))) if expected.size else 1.0)
-    if error > tolerance * scale:
-        raise ExportVerificationError(
-            f"The {what} differs from the Keras model by up to {error:.3g} "
-            f"(allowed: {tolerance * scale:.3g}). Nothing was written."
-        )
-    return error
+    worst = 0.0
+    for index, (g, e) in enumerate(zip(got, expected)):
+        g = np.asarray(g, dtype="float64")
+        e = np.asarray(e, dtype="float64")
+        name = f"output {index}" if len(expected) > 1 else "its output"
+        if g.shape != e.shape:
+            raise ExportVerificationError(
+                f"The {what}'s {name} has shape {g.shape}; the Keras model's has "
+                f"{e.shape}. Nothing was written."
+            )
+        if not np.all(np.isfinite(g)):
+            raise ExportVerificationError(
+                f"The {what}'s {name} holds non-finite values. Nothing was written."
+            )
+        error = float(np.max(np.abs(g - e))) if g.size else 0.0
+        scale = max(1.0, float(np.max(np.abs(e))) if e.size else 1.0)
+        if error > tolerance * scale:
+            raise ExportVerificationError(
+                f"The {what} differs from the Keras model by up to {error:.3g} in "
+                f"{name} (allowed: {tolerance * scale:.3g}). Nothing was written."
+            )
+        worst = max(worst, error)
+    return worst
 
 
 def _disk_bytes(path):

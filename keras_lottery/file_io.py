@@ -84,3 +84,29 @@ def json_safe(value):
     if hasattr(value, "shape"):
         return ops.convert_to_numpy(value).tolist()
     return value
+
+
+def config_differences(saved, now):
+    """`{key: (saved value, current value)}` for every key whose value
+    differs between two JSON-able settings dicts.
+
+    Example:
+    >>> config_differences({"a": 1, "b": 2}, {"a": 1, "b": 3, "c": 4})
+    {'b': (2, 3), 'c': (None, 4)}
+    """
+    saved, now = json_safe(saved), json_safe(now)
+    return {
+        key: (saved.get(key), now.get(key))
+        for key in sorted(set(saved) | set(now))
+        if saved.get(key) != now.get(key)
+    }
+
+
+def describe_differences(differences):
+    """`"key: on disk X, now Y, ..."` for error messages.
+
+    Example:
+    >>> describe_differences({"rate": (0.2, 0.5)})
+    'rate: on disk 0.2, now 0.5'
+    """
+    return ", ".join(f"{key}: on disk {a!r}, now {b!r}" for key, (a, b) in differences.items())

@@ -1,119 +1,146 @@
 """`IterativeMagnitudePruning`: every IMP round inside one `model.fit`.
 
-Round 0 trains the dense network. At the end of each round the callback
-computes the next masks (magnitude pruning of the survivors, or a control),
-rewinds the survivors (to θ0, to θk, or not at all), resets the optimizer and
-lets `fit` go on with the next epoch. The compiled train function of round 0
-is reused throughout: only variable values change between rounds.
+The callback keeps arguments, Keras hooks and the order of things; the work
+is done elsewhere: the mask decision in `keras_lottery.decision`, rewind
+points in `keras_lottery.rewinding`, the run's state and its checkpoint form
+in `keras_lottery.imp_state`, the round's bookkeeping in
+`keras_lottery.round_log` (docs/ARCHITECTURE.md walks through one round).
+
+A round ends at the end of its last epoch: every callback sees the trained
+network of that round in `on_epoch_end`, whatever its place in the list. The
+prune and the rewind into the next round happen at the start of the next
+epoch, before its first batch.
 """
 
+import inspect
+import math
 import numbers
 import os
-import time
+import warnings
 
 import keras
 import numpy as np
-from keras import ops
 
 from keras_lottery import checkpoint as checkpoint_lib
+from keras_lottery import decision
 from keras_lottery import file_io
+from keras_lottery import keras_internals
+from keras_lottery import layer_tree
+from keras_lottery import limits
+from keras_lottery import masks as masks_lib
 from keras_lottery import optimizer_state
-from keras_lottery import pruning
+from keras_lottery import rewinding
 from keras_lottery import schedules as schedules_lib
-from keras_lottery.wrapper import INIT, REWIND
-from keras_lottery.wrapping import find_wrappers
-from keras_lottery.wrapping import layer_masks
-from keras_lottery.wrapping import non_pruned_weights
-from keras_lottery.wrapping import set_layer_masks
+from keras_lottery import wrapping
+from keras_lottery.imp_state import IMPState
+from keras_lottery.round_log import RoundLog
+from keras_lottery.round_log import summary_line
 
-LAYERWISE = "layerwise"
-GLOBAL = "global"
-_SCOPES = (LAYERWISE, GLOBAL)
-REWIND_INIT = "init"
-REWIND_LR = "lr"
-REWIND_FINETUNE = "finetune"
-_REWIND_NAMES = (REWIND_INIT, REWIND_LR, REWIND_FINETUNE)
+LAYERWISE = decision.LAYERWISE
+GLOBAL = decision.GLOBAL
+REWIND_INIT = rewinding.INIT
+REWIND_LR = rewinding.LR
+REWIND_FINETUNE = rewinding.FINETUNE
 CONTROL_REINIT = "reinit"
-CONTROL_RANDOM_PRUNE = "random_prune"
-_CONTROLS = (CONTROL_REINIT, CONTROL_RANDOM_PRUNE)
+CONTROL_RANDOM_PRUNE = decision.RANDOM_PRUNE
+CONTROLS = (CONTROL_REINIT, CONTROL_RANDOM_PRUNE)
 
 
 class IterativeMagnitudePruning(keras.callbacks.Callback):
     """Runs all rounds of Iterative Magnitude Pruning inside one `model.fit`.
 
     Each round trains `epochs_per_round` epochs. At the end of round r (but
-    the last) the callback prunes to the schedule's target for round r + 1,
-    rewinds the surviving weights, resets the optimizer and training goes on.
-    Call `fit(..., epochs=imp.total_epochs)`.
+    the last) the callback records the round; at the start of the next
+    epoch it prunes to the schedule's target for round r + 1, rewinds the
+    survivors, resets the optimizer and training goes on with the same
+    compiled train function. Call `fit(..., epochs=imp.total_epochs)`.
 
     Rewinding (`rewind_to`):
-    - `"init"` (default): survivors back to θ0, every other model weight
-      (biases, normalisation) back to its value at the start of `fit`,
-      optimizer slots zeroed, step counter 0 — the lottery ticket procedure.
+    - `"init"` (default): survivors back to θ0, every other weight (biases,
+      normalisation) back to its value at the start of `fit`, optimizer slots
+      zeroed, step 0, learning rate back to its start value.
     - an int k: weights and optimizer state back to their values after
-      iteration k of round 0 (Frankle et al. 2020's rewinding); the step
-      counter restarts at k, so learning-rate schedules replay from k.
-    - `"lr"`: keep the trained weights, zero the slots and restart the
-      step counter (learning-rate rewinding, Renda et al. 2020).
-    - `"finetune"`: keep weights and optimizer state (fine-tuning).
+      iteration k of round 0 (Frankle et al. 2020); the step counter
+      restarts at k, so learning-rate schedules replay from k.
+    - `"lr"`: keep the trained weights, fresh optimizer (learning-rate
+      rewinding, Renda et al. 2020).
+    - `"finetune"`: keep weights and optimizer state.
 
     Controls (`control`):
     - `"reinit"`: same masks, survivors drawn afresh from each layer's own
       initializer with a new seed every round.
-    - `"random_prune"`: random masks with the same per-layer densities,
-      survivors rewound to θ0.
-    Pass `reference_masks=ticket_imp.mask_history` to make a control use a
-    ticket run's masks (or per-layer counts) exactly, as in the paper.
+    - `"random_prune"`: random masks with the same per-weight counts,
+      survivors rewound like the ticket.
+    Pass `reference_masks=ticket_imp.mask_history` to make a control follow a
+    ticket run's masks (or their counts) exactly, as in the paper.
 
-    Results: `.results` holds one dict per round with `round`, `density`,
-    `layer_density`, `kept`, `total`, `steps`, `best_val_loss`,
-    `best_val_loss_step` (steps since the round started at the epoch of the
-    lowest `monitor` value), `at_best` (that epoch's logs), the last epoch's
-    logs (`loss`, `val_accuracy`, ...) and `seconds`. Every epoch's `logs`
-    gain `lottery_round` and `lottery_density`, so History, CSVLogger and
-    TensorBoard (placed after this callback) record them.
+    Results: `.results` holds one dict per round: `round`, `density`, `kept`,
+    `total`, `layer_density`, `steps`, `epochs`, `best_<monitor>` and
+    `best_<monitor>_step` (the early-stopping iteration: steps into the round
+    at the epoch with the best `monitor` value), `at_best` (that epoch's
+    logs), the last epoch's logs, `seconds` and `boundary_seconds` (the prune
+    and rewind before the round). Every epoch's `logs` gain `lottery_round`
+    and `lottery_density`, so History, CSVLogger and TensorBoard record them
+    wherever they stand in the callback list.
 
     Args:
         rounds: number of trained rounds, the dense round 0 included.
         epochs_per_round: epochs of each round. For the paper's "validate
             every 100 iterations", use `steps_per_epoch=100` in `fit`.
         rate: per-round pruning rate of the default geometric schedule: a
-            float (the output layer prunes at half of it) or a dict with
-            "default", optionally "output" and layer names.
-        schedule: instead of `rate`, a `keras_lottery.schedules` schedule or
-            a tfmot-style pruning schedule (see `keras_lottery.schedules`).
-        scope: "layerwise" (each layer to its own target) or "global" (one
-            magnitude threshold over all pruned layers; layers whose rate is 0
-            are left out of the pool).
+            float (output layers prune at half of it) or a dict with
+            "default", optionally "output", and patterns selecting weights by
+            key, layer name or glob (see `keras_lottery.schedules.Geometric`).
+        schedule: instead of `rate`, a `keras_lottery.schedules` schedule or a
+            tfmot-style pruning schedule.
+        scope: "layerwise" (each weight tensor to its own target) or "global"
+            (one magnitude threshold over every weight whose rate is not 0).
         rewind_to: "init", an iteration k (int), "lr" or "finetune".
         one_shot: prune once, after round 0, straight to the sparsity the
             schedule reaches in the last round.
         control: None, "reinit" or "random_prune".
-        reference_masks: optional list (one entry per round) of
-            `{"layer/weight": bool array}` masks from a ticket run to use
-            instead of this run's own magnitude pruning.
+        reference_masks: optional list (one `{key: bool array}` per round)
+            from a ticket run, used instead of this run's own pruning.
         seed: seed of the controls' random draws (default: drawn from NumPy's
             global generator, which `keras.utils.set_random_seed` seeds).
-        monitor: log key whose minimum marks the early-stopping iteration.
-        output_layers: names of the layers treated as output layers (default:
-            the last wrapped layer).
+        monitor: log key whose best value marks the early-stopping iteration.
+        mode: "auto", "min" or "max": what "best" means for `monitor` (as for
+            Keras' EarlyStopping).
+        output_layers: layer names or key patterns of the output layers
+            (default: found from the model's graph).
         checkpoint_dir: if set, the whole IMP state (model and optimizer
-            variables, masks, snapshots, results, round, seeds) is written
-            there atomically at every round boundary. A new run with the same
+            variables, masks, snapshots, results, round) is written there
+            atomically at the end of every round. A new run with the same
             settings and `checkpoint_dir` resumes from it: call
             `fit(..., initial_epoch=imp.initial_epoch)`. At most the round in
             progress is lost.
+        write_checkpoints: False on all but one worker of a multi-worker run
+            (they all read the chief's checkpoint).
+        keep_checkpoints: rounds whose end-of-round checkpoints are also kept
+            as `imp_checkpoint_round<r>.npz` (e.g. `(0,)`: the trained dense
+            network, a branch point for `start_from`).
+        start_from: path of another run's IMP checkpoint to start from when
+            `checkpoint_dir` holds none (e.g. a control arm starting from the
+            ticket run's round 0: same rounds, schedule and rewinding; rows
+            taken from it are marked `shared`).
+        round_callbacks: Keras callbacks that live one round at a time: the
+            callback calls their hooks and restarts them (`on_train_begin`)
+            at every round start. An `EarlyStopping` there ends a round early
+            instead of the whole run; a `ReduceLROnPlateau` there plateaus per
+            round.
+        on_round_end: optional `fn(round_index, model, row)` called at the end
+            of each round, while the model holds that round's trained weights.
         verbose: 1 prints one summary line per round, 0 is silent.
 
     A non-finite `loss` stops training at the end of its epoch
-    (`stopped_reason` says why); the masks and the last checkpoint are those
-    of the last good round.
+    (`stopped_reason` says why); results and masks are those of the last
+    good round.
 
     Example:
     >>> import numpy as np
     >>> model = keras_lottery.wrap(keras.Sequential([
     ...     keras.Input((8,)), keras.layers.Dense(16, name="dense"),
-    ...     keras.layers.Dense(2, name="out")]))
+    ...     keras.layers.Dense(2, name="out")], name="net"))
     >>> model.compile("adam", "mse")
     >>> imp = IterativeMagnitudePruning(rounds=3, epochs_per_round=1, verbose=0)
     >>> _ = model.fit(np.ones((32, 8)), np.ones((32, 2)), verbose=0,
@@ -121,6 +148,11 @@ class IterativeMagnitudePruning(keras.callbacks.Callback):
     >>> [row["layer_density"]["dense"] for row in imp.results]
     [1.0, 0.796875, 0.640625]
     """
+
+    def __new__(cls, *args, **kwargs):
+        if cls is IterativeMagnitudePruning and _needs_batch_hooks(args, kwargs):
+            cls = _IterativeMagnitudePruningWithBatchHooks
+        return super().__new__(cls)
 
     def __init__(
         self,
@@ -135,21 +167,25 @@ class IterativeMagnitudePruning(keras.callbacks.Callback):
         reference_masks=None,
         seed=None,
         monitor="val_loss",
+        mode="auto",
         output_layers=None,
         checkpoint_dir=None,
+        write_checkpoints=True,
+        keep_checkpoints=(),
+        start_from=None,
+        round_callbacks=None,
+        on_round_end=None,
         verbose=1,
     ):
         super().__init__()
         self.rounds = _positive_int(rounds, "rounds")
         self.epochs_per_round = _positive_int(epochs_per_round, "epochs_per_round")
-        if scope not in _SCOPES:
-            raise ValueError(f"scope must be one of {_SCOPES}; received {scope!r}.")
+        if scope not in decision.SCOPES:
+            raise ValueError(f"scope must be one of {decision.SCOPES}; received {scope!r}.")
         self.scope = scope
         self.rewind_to = _check_rewind(rewind_to)
-        if control is not None and control not in _CONTROLS:
-            raise ValueError(
-                f"control must be None or one of {_CONTROLS}; received {control!r}."
-            )
+        if control is not None and control not in CONTROLS:
+            raise ValueError(f"control must be None or one of {CONTROLS}; received {control!r}.")
         self.control = control
         schedule = schedules_lib.get(schedule, rate)
         if one_shot:
@@ -158,31 +194,40 @@ class IterativeMagnitudePruning(keras.callbacks.Callback):
         self.one_shot = bool(one_shot)
         if reference_masks is not None and len(reference_masks) < self.rounds:
             raise ValueError(
-                f"reference_masks has {len(reference_masks)} entries; it needs "
-                f"one per round ({self.rounds})."
+                f"reference_masks has {len(reference_masks)} entries; it needs one "
+                f"per round ({self.rounds})."
             )
         self.reference_masks = reference_masks
-        if seed is None:
-            seed = int(np.random.randint(0, 2**31 - 1))
-        self.seed = int(seed)
+        self.seed = int(np.random.randint(0, 2**31 - 1) if seed is None else seed)
         self.monitor = monitor
+        if mode not in ("auto", "min", "max"):
+            raise ValueError(f"mode must be 'auto', 'min' or 'max'; received {mode!r}.")
+        self.mode = mode
         self.output_layers = None if output_layers is None else list(output_layers)
-        self.verbose = int(verbose)
         self.checkpoint_dir = checkpoint_dir
-        # Set to False on all but one worker of a multi-worker run, which
-        # all read the one checkpoint (see keras_lottery.multi_worker).
-        self._checkpoint_writer = True
+        self.write_checkpoints = bool(write_checkpoints)
+        self.keep_checkpoints = tuple(int(r) for r in keep_checkpoints)
+        if self.keep_checkpoints and checkpoint_dir is None:
+            raise ValueError("keep_checkpoints needs a checkpoint_dir to keep them in.")
+        self.start_from = start_from
+        self.round_callbacks = list(round_callbacks or [])
+        for callback in self.round_callbacks:
+            if not isinstance(callback, keras.callbacks.Callback):
+                raise TypeError(
+                    f"round_callbacks takes keras.callbacks.Callback objects; "
+                    f"received {callback!r}."
+                )
+        if on_round_end is not None and not callable(on_round_end):
+            raise TypeError(f"on_round_end must be callable; received {on_round_end!r}.")
+        self._on_round_end = on_round_end
+        self.verbose = int(verbose)
         self.stopped_reason = None
-        self.results = []
-        self.round = 0
-        self._mask_history = []
-        self._reset_round_trackers()
-        self._rewind_state = None
-        self.rewind_step = None
-        if not isinstance(self.rewind_to, int) or self.rewind_to == 0:
-            # Keras dispatches batch hooks asynchronously only when no
-            # callback overrides them; only θk snapshots need one.
-            self.on_train_batch_end = super().on_train_batch_end
+        self._state = IMPState()
+        self._started = False
+        self._warned = set()
+        self._pending_line = None
+
+    # --------------------------------------------------------- public state
 
     @property
     def total_epochs(self):
@@ -196,576 +241,552 @@ class IterativeMagnitudePruning(keras.callbacks.Callback):
             return None
         return os.path.join(self.checkpoint_dir, "imp_checkpoint.npz")
 
+    def round_checkpoint_path(self, round_index):
+        """Where `keep_checkpoints` keeps the checkpoint of `round_index`."""
+        if self.checkpoint_dir is None:
+            return None
+        return os.path.join(self.checkpoint_dir, f"imp_checkpoint_round{round_index}.npz")
+
     @property
     def initial_epoch(self):
         """The epoch to resume at: `fit(..., initial_epoch=imp.initial_epoch)`.
 
-        0 without a checkpoint; otherwise the first epoch of the round the
-        checkpoint was taken at (`total_epochs` once every round is done).
+        0 without a checkpoint (of its own, or `start_from`); otherwise the
+        first epoch of the round to run next (`total_epochs` once every round
+        is done).
         """
         path = self.checkpoint_path
         if path is None or not os.path.exists(path):
+            path = self.start_from
+        if path is None or not os.path.exists(path):
             return 0
         _, metadata = checkpoint_lib.read(path)
-        if metadata.get("finished"):
-            return self.total_epochs
-        return int(metadata["round"]) * self.epochs_per_round
+        state = metadata["state"]
+        return self.total_epochs if state["finished"] else int(state["round_start_epoch"])
+
+    @property
+    def results(self):
+        """One dict per finished round (see the class docstring)."""
+        return self._state.results
+
+    @property
+    def round(self):
+        """The current round (the last one once finished)."""
+        return self._state.round
+
+    @property
+    def finished(self):
+        """Whether every round has run."""
+        return self._state.finished
 
     @property
     def masks(self):
-        """Current `{"layer/weight": bool array}` masks of the model."""
-        return layer_masks(self.model)
+        """The model's current `{key: bool array}` masks."""
+        return wrapping.get_masks(self.model)
 
     @property
     def mask_history(self):
-        """Masks in effect during each round so far, one dict per round."""
-        return [
-            {
-                key: _unpack(bits, shape)
-                for key, (bits, shape) in entry.items()
-            }
-            for entry in self._mask_history
-        ]
+        """The masks in effect during each round so far, one dict per round."""
+        return self._state.mask_history()
 
     @property
-    def initial_other_weights(self):
-        """`[(path, value)]` of the non-pruned weights (biases, normalisation)
-        at the start of `fit`: what `rewind_to="init"` restores them to."""
-        if getattr(self, "_other_init", None) is None:
-            return None
-        return [
-            (v.path, value) for v, value in zip(self._other_weights, self._other_init)
-        ]
+    def rewind_step(self):
+        """The iteration θk was taken at (None without `rewind_to=k`)."""
+        point = self._state.rewind_point
+        return None if point is None else point.step
 
-    # ----------------------------------------------------------------- hooks
+    def on_round_end(self, round_index, row):
+        """Called at the end of every round while the model holds the round's
+        trained weights; override it (or pass `on_round_end=`) to save or
+        evaluate them. `row` is the round's results row.
+        """
+        if self._on_round_end is not None:
+            self._on_round_end(round_index, self.model, row)
+
+    # --------------------------------------------------------------- hooks
 
     def on_train_begin(self, logs=None):
-        self._wrappers = find_wrappers(self.model)
-        if not self._wrappers:
-            raise ValueError(
-                f"Model '{self.model.name}' has no LotteryWrapper layers, so "
-                "there is nothing to prune. Wrap it first: "
-                "`model = keras_lottery.wrap(model)`."
+        if self._started and not self._has_checkpoint():
+            raise RuntimeError(
+                "This IterativeMagnitudePruning callback has already run "
+                f"({len(self.results)} of {self.rounds} rounds, "
+                f"{'finished' if self.finished else 'not finished'}); its state "
+                "belongs to that run. Create a new callback for a new run; to "
+                "resume an interrupted run, give the callback a checkpoint_dir."
             )
-        for wrapper in self._wrappers:
-            wrapper._require_built()
-        names = [w.name for w in self._wrappers]
-        duplicates = sorted({n for n in names if names.count(n) > 1})
-        if duplicates:
+        self._started = True
+        self._warned = set()
+        self.stopped_reason = None
+        model = self.model
+        prunables = wrapping.prunable_weights(model)
+        if not prunables:
             raise ValueError(
-                f"Several wrapped layers are named {duplicates}; give layers "
-                "unique names so their masks can be told apart."
+                f"Model '{model.name}' has no prunable weights with lottery state, "
+                "so there is nothing to prune. Wrap it first: "
+                "`keras_lottery.wrap(model)`."
             )
-        self._layer_names = names
-        self._check_distribution()
-        self._output_layers = self._resolve_output_layers()
-        self.schedule.validate(self._layer_names, self._output_layers)
+        wrapping.install_mask_feed(model)
+        limits.check_model(model)
+        self._check_epochs()
+        self._keys = [p.key for p in prunables]
+        self._output_keys = self._resolve_output_keys(model, prunables)
+        self.schedule.validate(self._keys, self._output_keys, self.scope)
+        self._reference = self._aligned_reference(prunables)
+        if self.control == CONTROL_REINIT:
+            rewinding.check_reinitializable(model)
+        self._log = RoundLog(
+            self.monitor, keras_internals.monitor_direction(model, self.monitor, self.mode)
+        )
+        if not self._restore():
+            self._state = IMPState()
+            self._state.init_point = rewinding.take(
+                model, rewinding.INIT, optimizer_state.iterations(model.optimizer),
+                fresh_optimizer=True,
+            )
+            masks = wrapping.get_masks(model)
+            self._state.record_masks(masks)
+            self._warn_if_already_pruned(model, masks)
+        self._start_round_log()
+        for callback in self.round_callbacks:
+            callback.set_model(model)
+            callback.set_params(self.params)
+        self._first_epoch = True
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if self._first_epoch:
+            self._first_epoch = False
+            self._check_resume_epoch(epoch)
+        self._print_pending_line()
+        if self._state.pending_advance:
+            self._advance()
+        if self._log.epochs == 0:
+            for callback in self.round_callbacks:
+                callback.on_train_begin()
+        for callback in self.round_callbacks:
+            callback.on_epoch_begin(epoch - self._state.round_start_epoch)
+        self._epoch_start_steps = self._log.steps
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs if logs is not None else {}
+        model = self.model
+        keras_internals.sync_jax_state(model)
+        steps = optimizer_state.iterations(model.optimizer) - self._round_start_iteration
+        masks = wrapping.get_masks(model)
+        logs["lottery_round"] = self._state.round
+        logs["lottery_density"] = masks_lib.density(masks)
+        if not self._log.epoch_end(steps, logs):
+            self._warn_once(
+                "monitor",
+                f"IterativeMagnitudePruning: monitor={self.monitor!r} is not in the "
+                f"epoch logs (keys: {sorted(k for k in logs if not k.startswith('lottery_'))}), "
+                f"so best_{self.monitor} and the early-stopping step stay None. Pass "
+                "validation_data to fit, or monitor= one of those keys.",
+            )
+        loss = logs.get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            self.stopped_reason = (
+                f"loss is {float(loss)} in round {self._state.round} (epoch {epoch}); "
+                "training stopped, keeping the last good round."
+            )
+            model.stop_training = True
+            if self.verbose:
+                print(f"IMP stopped: {self.stopped_reason}", flush=True)
+            return
+        ended_by = None
+        for callback in self.round_callbacks:
+            callback.on_epoch_end(epoch - self._state.round_start_epoch, logs)
+            if model.stop_training and ended_by is None:
+                ended_by = type(callback).__name__
+        if ended_by is not None:
+            model.stop_training = False
+        if self._log.epochs >= self.epochs_per_round or ended_by is not None:
+            self._finish_round(epoch, logs, ended_by)
+
+    def on_train_end(self, logs=None):
+        self._print_pending_line()
+        if self._state.finished or self.stopped_reason is not None:
+            return
+        self.stopped_reason = (
+            f"fit ended during round {self._state.round} of {self.rounds} "
+            f"({len(self.results)} rounds finished): another callback set "
+            "model.stop_training (EarlyStopping, TerminateOnNaN, ...), or fit's "
+            "epochs ran out. For early stopping within each round, pass "
+            "keras.callbacks.EarlyStopping(...) in round_callbacks=[...]."
+        )
+        warnings.warn(f"IterativeMagnitudePruning: {self.stopped_reason}", stacklevel=2)
+
+    # ----------------------------------------------------------- the round
+
+    def _finish_round(self, epoch, logs, ended_by=None):
+        state = self._state
+        model = self.model
+        if isinstance(self.rewind_to, int) and state.round == 0 and state.rewind_point is None:
+            raise ValueError(rewinding.beyond_round_message(self.rewind_to, self._log.steps))
+        for callback in self.round_callbacks:
+            callback.on_train_end()
+        masks = wrapping.get_masks(model)
+        kept, total = masks_lib.counts(masks)
+        row = self._log.row(
+            logs,
+            {
+                "density": kept / total,
+                "kept": kept,
+                "total": total,
+                "layer_density": masks_lib.layer_density(masks),
+            },
+            control=self.control,
+            rewind_to=self.rewind_to,
+            boundary_seconds=self._boundary_seconds,
+            stopped_early=ended_by,
+        )
+        row = file_io.json_safe(row)
+        state.results.append(row)
+        state.total_steps = state.round_start_step + self._log.steps
+        self.on_round_end(state.round, row)
+        if state.round + 1 < self.rounds:
+            state.pending_advance = True
+            state.round_start_epoch = epoch + 1
+        else:
+            state.finished = True
+            if epoch + 1 < self.total_epochs:
+                model.stop_training = True  # rounds ended early: no epochs left to use
+        self._pending_line = summary_line(row, self.rounds)
+        if self.checkpoint_dir is not None and self.write_checkpoints:
+            self._save()
+
+    def _advance(self):
+        started = _now()
+        state = self._state
+        model = self.model
+        next_round = state.round + 1
+        current = wrapping.get_masks(model)
+        last_steps = state.results[-1]["steps"] if state.results else 0
+        targets = self.schedule.targets(
+            next_round,
+            state.total_steps,
+            self._keys,
+            self._output_keys,
+            scope=self.scope,
+            previous_step=state.total_steps - last_steps,
+        )
+        reference = self._reference[next_round] if self._reference is not None else None
+        if targets is None and reference is None:
+            new = current
+            self._warn_once(
+                "no_prune",
+                f"IterativeMagnitudePruning: round {next_round} prunes nothing: the "
+                f"schedule {self.schedule!r} did not fire in steps "
+                f"({state.total_steps - last_steps}, {state.total_steps}] of the round "
+                "before it, so the masks are kept.",
+            )
+        else:
+            new = decision.next_masks(
+                wrapping.read_weights(model),
+                current,
+                targets or {},
+                scope=self.scope,
+                control=self.control if self.control == CONTROL_RANDOM_PRUNE else None,
+                reference=reference,
+                seed=self._seed_for(next_round),
+            )
+            if reference is None and self._asks_nothing(next_round, targets, current, state):
+                self._warn_once(
+                    "no_prune",
+                    f"IterativeMagnitudePruning: round {next_round} prunes nothing: its "
+                    f"targets keep at least the {100 * masks_lib.density(current):.2f}% "
+                    "of weights that survive already (a model that was pruned "
+                    "before this run?), so the masks are kept.",
+                )
+        wrapping.set_masks(model, new)
+        self._rewind(next_round)
+        rewinding.mask_optimizer_slots(model)
+        state.round = next_round
+        state.pending_advance = False
+        state.round_start_step = state.total_steps
+        state.record_masks(new)
+        self._start_round_log()
+        self._boundary_seconds = _now() - started
+
+    def _asks_nothing(self, next_round, targets, current, state):
+        """Whether the schedule asks for a new, higher sparsity that the
+        current masks already meet (holding a target is not that)."""
+        kept = sum(
+            min(int(np.count_nonzero(current[key])),
+                round(current[key].size * (1.0 - targets.get(key, 0.0))))
+            for key in current
+        )
+        if kept < masks_lib.counts(current)[0]:
+            return False
+        if next_round == 1:
+            return any(value > 0 for value in targets.values())
+        previous = self.schedule.targets(
+            next_round - 1, state.total_steps, self._keys, self._output_keys, scope=self.scope,
+        )
+        return previous is not None and targets != previous
+
+    def _rewind(self, next_round):
+        model = self.model
+        if self.rewind_to == REWIND_LR:
+            rewinding.rewind(model, self._state.init_point, keep_weights=True)
+        elif isinstance(self.rewind_to, int):
+            rewinding.rewind(model, self._state.rewind_point)
+        elif self.rewind_to == REWIND_INIT:
+            rewinding.rewind(model, self._state.init_point)
+        if self.control == CONTROL_REINIT:
+            rewinding.reinitialize(model, self._seed_for(next_round))
+
+    def _start_round_log(self):
+        self._round_start_iteration = optimizer_state.iterations(self.model.optimizer)
+        self._log.start(self._state.round, self._state.round_start_step, self._state.round_start_epoch)
+        if not hasattr(self, "_boundary_seconds") or self._state.round == 0:
+            self._boundary_seconds = 0.0
+
+    def _take_rewind_point(self, steps_in_round):
+        self._state.rewind_point = rewinding.take(
+            self.model, rewinding.REWIND, optimizer_state.iterations(self.model.optimizer)
+        )
+        if steps_in_round != self.rewind_to and self.verbose:
+            print(
+                f"IMP: rewind point taken at iteration {steps_in_round}, the first "
+                f"batch end at or after rewind_to={self.rewind_to} (batch hooks run "
+                "once per steps_per_execution steps).",
+                flush=True,
+            )
+
+    # ---------------------------------------------------------- checkpoints
+
+    def _config(self):
+        return file_io.json_safe(
+            {
+                "rounds": self.rounds,
+                "epochs_per_round": self.epochs_per_round,
+                "schedule": keras.saving.serialize_keras_object(self.schedule),
+                "scope": self.scope,
+                "rewind_to": self.rewind_to,
+                "one_shot": self.one_shot,
+                "control": self.control,
+                "seed": self.seed,
+                "monitor": self.monitor,
+                "mode": self.mode,
+                "keys": self._keys,
+            }
+        )
+
+    def _has_checkpoint(self):
+        return self.checkpoint_path is not None and os.path.exists(self.checkpoint_path)
+
+    def _save(self):
+        model_arrays, model_metadata = checkpoint_lib.model_arrays(self.model)
+        state_arrays, state_metadata = self._state.to_arrays()
+        arrays = {**model_arrays, **{f"state:{k}": v for k, v in state_arrays.items()}}
+        metadata = {"config": self._config(), "model": model_metadata, "state": state_metadata}
+        checkpoint_lib.write(self.checkpoint_path, arrays, metadata)
+        finished_round = self._state.round
+        if finished_round in self.keep_checkpoints:
+            checkpoint_lib.write(self.round_checkpoint_path(finished_round), arrays, metadata)
+
+    def _restore(self):
+        if self._has_checkpoint():
+            path, shared = self.checkpoint_path, False
+        elif self.start_from is not None:
+            path, shared = self.start_from, True
+        else:
+            return False
+        arrays, metadata = checkpoint_lib.read(path)
+        now = self._config()
+        saved = metadata.get("config", {})
+        if shared:
+            for key in ("control", "seed"):
+                saved.pop(key, None)
+                now.pop(key, None)
+        differences = file_io.config_differences(saved, now)
+        if differences:
+            raise checkpoint_lib.CheckpointError(
+                f"{path} was written by a run with other settings "
+                f"({file_io.describe_differences(differences)}). Resume with the "
+                "same settings, or use another checkpoint_dir."
+            )
+        checkpoint_lib.restore_model(self.model, arrays, metadata["model"], path)
+        state_arrays = {k[len("state:"):]: v for k, v in arrays.items() if k.startswith("state:")}
+        self._state = IMPState.from_arrays(state_arrays, metadata["state"])
+        if shared:
+            for row in self._state.results:
+                row["shared"] = True
+        if self.verbose:
+            where = "finished" if self._state.finished else f"round {self._state.round + 1}"
+            print(f"IMP {'started' if shared else 'resumed'} from {path} at {where}.", flush=True)
+        return True
+
+    # ------------------------------------------------------------- checks
+
+    def _check_epochs(self):
         epochs = self.params.get("epochs")
         if epochs is not None and epochs != self.total_epochs:
             raise ValueError(
-                f"fit(epochs={epochs}) does not match this callback's "
-                f"{self.rounds} rounds x {self.epochs_per_round} epochs; call "
+                f"fit(epochs={epochs}) does not match this callback's {self.rounds} "
+                f"rounds x {self.epochs_per_round} epochs; call "
                 f"fit(..., epochs=imp.total_epochs) (= {self.total_epochs})."
             )
         steps = self.params.get("steps")
         if isinstance(self.rewind_to, int) and steps:
             round_steps = steps * self.epochs_per_round
             if self.rewind_to > round_steps:
-                raise ValueError(
-                    f"rewind_to={self.rewind_to} is beyond round 0, which is "
-                    f"{round_steps} steps long ({self.epochs_per_round} epochs "
-                    f"x {steps} steps). Use an iteration <= {round_steps}."
-                )
-        self._check_reference_masks()
-        self._other_weights = non_pruned_weights(self.model)
-        self._other_init = [ops.convert_to_numpy(v.value) for v in self._other_weights]
-        self._other_rewind = None
-        self._total_steps = 0
-        self._expected_epoch = 0
-        self._finished = False
-        path = self.checkpoint_path
-        if path is not None and os.path.exists(path):
-            self._restore(path)
-            self._start_round(record_history=False)
-        else:
-            self._start_round()
+                raise ValueError(rewinding.beyond_round_message(self.rewind_to, round_steps))
 
-    def on_epoch_begin(self, epoch, logs=None):
-        if self._expected_epoch is not None:
-            expected, self._expected_epoch = self._expected_epoch, None
-            if epoch != expected:
-                raise ValueError(
-                    f"fit starts at epoch {epoch}, but the IMP state is at "
-                    f"epoch {expected} (round {self.round}). Call "
-                    "fit(..., initial_epoch=imp.initial_epoch) to resume."
-                )
-        self._epoch_start_step = self._steps_in_round
+    def _check_resume_epoch(self, epoch):
+        expected = self.total_epochs if self._state.finished else self._state.round_start_epoch
+        if epoch != expected:
+            raise ValueError(
+                f"fit started at epoch {epoch}, but this IMP run continues at epoch "
+                f"{expected} (round {self._state.round + 1} of {self.rounds}). Call "
+                "fit(..., initial_epoch=imp.initial_epoch). (A BackupAndRestore "
+                "backup from the middle of a round cannot resume IMP: IMP resumes "
+                "at round boundaries from its own checkpoint_dir.)"
+            )
 
-    def on_train_batch_end(self, batch, logs=None):
-        if self._rewind_state is not None or self.round != 0:
+    def _resolve_output_keys(self, model, prunables):
+        if self.output_layers is not None:
+            keys = []
+            for pattern in self.output_layers:
+                selected = [
+                    p.key for p in prunables
+                    if masks_lib.matches(pattern, p.key) or p.owner.name == pattern
+                ]
+                if not selected:
+                    raise ValueError(
+                        f"output_layers names {pattern!r}, which selects none of the "
+                        f"pruned weights {[p.key for p in prunables][:10]}."
+                    )
+                keys.extend(selected)
+            return [p.key for p in prunables if p.key in set(keys)]
+        owners = []
+        for p in prunables:
+            if not any(p.owner is o for o in owners):
+                owners.append(p.owner)
+        outputs = layer_tree.output_owners(model, owners)
+        return [p.key for p in prunables if any(p.owner is o for o in outputs)]
+
+    def _aligned_reference(self, prunables):
+        if self.reference_masks is None:
+            return None
+        shapes = {p.key: p.shape for p in prunables}
+        aligned = []
+        for round_index, masks in enumerate(self.reference_masks[: self.rounds]):
+            saved = {key: np.shape(value) for key, value in masks.items()}
+            try:
+                mapping, _ = masks_lib.align(saved, shapes)
+            except ValueError as error:
+                raise ValueError(f"reference_masks[{round_index}]: {error}") from None
+            aligned.append(masks_lib.rename({k: np.asarray(v, bool) for k, v in masks.items()}, mapping))
+        return aligned
+
+    def _warn_if_already_pruned(self, model, masks):
+        density = masks_lib.density(masks)
+        if density < 1.0:
+            self._warn_once(
+                "already_pruned",
+                f"IterativeMagnitudePruning: model '{model.name}' is already pruned "
+                f"({100 * density:.2f}% of its weights survive). IMP continues from "
+                "these masks: round 0 trains them as they are, and rounds whose "
+                "targets keep more weights prune nothing.",
+            )
             return
-        step = self._epoch_start_step + batch + 1
-        if step >= self.rewind_to:
-            self._take_rewind_point(step)
-
-    def on_epoch_end(self, epoch, logs=None):
-        logs = logs if logs is not None else {}
-        loss = logs.get("loss")
-        if loss is not None and not np.isfinite(loss):
-            self._stop(f"loss is {loss} in round {self.round} (epoch {epoch})")
-            return
-        iteration = optimizer_state.optimizer_iteration(self.model.optimizer)
-        steps_now = iteration - self._round_start_iteration
-        self._total_steps += steps_now - self._steps_in_round
-        self._steps_in_round = steps_now
-        value = logs.get(self.monitor)
-        if value is not None and np.isfinite(value) and value < self._best_value:
-            self._best_value = float(value)
-            self._best_step = self._steps_in_round
-            self._best_logs = {k: _to_float(v) for k, v in logs.items()}
-        logs["lottery_round"] = self.round
-        logs["lottery_density"] = self._density
-        self._epoch_in_round += 1
-        if self._epoch_in_round == self.epochs_per_round:
-            self._end_round(logs)
-
-    # ---------------------------------------------------------------- rounds
-
-    def _stop(self, reason):
-        self.stopped_reason = reason
-        self.model.stop_training = True
-        saved = (
-            f"; the checkpoint in {self.checkpoint_dir} holds the last good round"
-            if self.checkpoint_dir
-            else ""
-        )
-        print(
-            f"IMP stopped: {reason}. The masks are those of round {self.round} "
-            f"(nothing was pruned after the failure){saved}. Lower the "
-            "learning rate or check the data, then resume or rerun.",
-            flush=True,
-        )
-
-    def _start_round(self, record_history=True):
-        masks = layer_masks(self.model)
-        self._density = pruning.density(masks)
-        self._layer_density = self._layer_densities(masks)
-        self._kept = sum(int(m.sum()) for m in masks.values())
-        self._total = sum(m.size for m in masks.values())
-        if record_history:
-            self._mask_history.append(
-                {k: (np.packbits(m.ravel()), m.shape) for k, m in masks.items()}
-            )
-        self._round_start_iteration = optimizer_state.optimizer_iteration(
-            self.model.optimizer
-        )
-        self._round_start_time = time.perf_counter()
-        self._reset_round_trackers()
-
-    def _reset_round_trackers(self):
-        self._epoch_in_round = 0
-        self._steps_in_round = 0
-        self._epoch_start_step = 0
-        self._best_value = np.inf
-        self._best_step = None
-        self._best_logs = None
-
-    def _end_round(self, logs):
-        if isinstance(self.rewind_to, int) and self.rewind_to > 0 and self.round == 0:
-            if self._rewind_state is None:
-                raise ValueError(
-                    f"rewind_to={self.rewind_to} is beyond round 0, which "
-                    f"was {self._steps_in_round} steps long. Use an "
-                    f"iteration <= {self._steps_in_round}."
-                )
-        row = {
-            "round": self.round,
-            "density": self._density,
-            "layer_density": dict(self._layer_density),
-            "kept": self._kept,
-            "total": self._total,
-            "steps": self._steps_in_round,
-            "best_val_loss": None if self._best_step is None else self._best_value,
-            "best_val_loss_step": self._best_step,
-            "at_best": self._best_logs,
-            "control": self.control,
-            "rewind_to": self.rewind_to,
-            "seconds": time.perf_counter() - self._round_start_time,
-        }
-        for key, value in logs.items():
-            if key not in row and not key.startswith("lottery_"):
-                row[key] = _to_float(value)
-        self.results.append(row)
-        if self.verbose:
-            print(_summary_line(row, self.rounds, self.monitor), flush=True)
-        if self.round + 1 < self.rounds:
-            self._advance()
-        else:
-            self._finished = True
-        if self.checkpoint_dir is not None and self._checkpoint_writer:
-            self._save()
-
-    def _advance(self):
-        new_masks = self._next_masks(self.round + 1)
-        set_layer_masks(self.model, new_masks)
-        self._rewind(self.round + 1)
-        self.round += 1
-        self._start_round()
-
-    # ----------------------------------------------------------- checkpoints
-
-    def _config(self):
-        return {
-            "rounds": self.rounds,
-            "epochs_per_round": self.epochs_per_round,
-            "schedule": repr(self.schedule),
-            "scope": self.scope,
-            "rewind_to": self.rewind_to,
-            "one_shot": self.one_shot,
-            "control": self.control,
-            "seed": self.seed,
-            "monitor": self.monitor,
-            "layers": self._layer_names,
-        }
-
-    def _save(self):
-        arrays = {}
-        variables = self.model.variables
-        for i, v in enumerate(variables):
-            arrays[f"model:{i}"] = ops.convert_to_numpy(v.value)
-        optimizer_variables = self.model.optimizer.variables
-        for i, v in enumerate(optimizer_variables):
-            arrays[f"optimizer:{i}"] = ops.convert_to_numpy(v.value)
-        for wrapper in self._wrappers:
-            for key, value in wrapper.host_snapshots().items():
-                arrays[f"host:{wrapper.name}/{key}"] = value
-        for r, entry in enumerate(self._mask_history):
-            for key, (bits, _) in entry.items():
-                arrays[f"history:{r}:{key}"] = bits
-        for i, value in enumerate(self._other_init):
-            arrays[f"other_init:{i}"] = value
-        for i, value in enumerate(self._other_rewind or []):
-            arrays[f"other_rewind:{i}"] = value
-        if self._rewind_state is not None:
-            for i, value in enumerate(self._rewind_state["slots"]):
-                arrays[f"rewind_slot:{i}"] = value
-        metadata = {
-            "config": file_io.json_safe(self._config()),
-            "round": self.round,
-            "finished": self._finished,
-            "results": file_io.json_safe(self.results),
-            "total_steps": self._total_steps,
-            "rewind_step": self.rewind_step,
-            "rewind_iterations": None
-            if self._rewind_state is None
-            else self._rewind_state["iterations"],
-            "has_other_rewind": self._other_rewind is not None,
-            "history_shapes": [
-                {key: list(shape) for key, (_, shape) in entry.items()}
-                for entry in self._mask_history
-            ],
-            "model_variables": [[v.path, list(v.shape)] for v in variables],
-            "optimizer_variables": [
-                [v.path, list(v.shape)] for v in optimizer_variables
-            ],
-        }
-        checkpoint_lib.write(self.checkpoint_path, arrays, metadata)
-
-    def _restore(self, path):
-        arrays, metadata = checkpoint_lib.read(path)
-        saved, now = metadata.get("config", {}), file_io.json_safe(self._config())
-        differences = sorted(k for k in set(saved) | set(now) if saved.get(k) != now.get(k))
-        if differences:
-            details = ", ".join(
-                f"{k}: checkpoint {saved.get(k)!r}, now {now.get(k)!r}" for k in differences
-            )
-            raise checkpoint_lib.CheckpointError(
-                f"{path} was written by a run with other settings ({details}). "
-                "Resume with the same settings, or use another checkpoint_dir."
-            )
-        optimizer = self.model.optimizer
-        if not optimizer.built:
-            # Keras builds the slots at the first step; they must exist now to
-            # receive the saved values.
-            optimizer.build(self.model.trainable_variables)
-        variables = self.model.variables
-        optimizer_variables = optimizer.variables
-        shapes = [[v.path, list(v.shape)] for v in variables]
-        if [s[1] for s in metadata["model_variables"]] != [s[1] for s in shapes] or len(
-            metadata["optimizer_variables"]
-        ) != len(optimizer_variables):
-            raise checkpoint_lib.CheckpointError(
-                f"{path} holds {len(metadata['model_variables'])} model and "
-                f"{len(metadata['optimizer_variables'])} optimizer variables; "
-                f"this model has {len(variables)} and {len(optimizer_variables)} "
-                "(or their shapes differ). Resume with the same model and optimizer."
-            )
-        needed = [f"model:{i}" for i in range(len(variables))] + [
-            f"optimizer:{i}" for i in range(len(optimizer_variables))
-        ]
-        needed += [
-            f"host:{w.name}/{key}" for w in self._wrappers for key in w.host_snapshots()
-        ]
-        missing = [name for name in needed if name not in arrays]
-        if missing:
-            raise checkpoint_lib.CheckpointError(f"{path} is missing {missing[:5]}.")
-        for i, v in enumerate(variables):
-            v.assign(arrays[f"model:{i}"])
-        for i, v in enumerate(optimizer_variables):
-            v.assign(arrays[f"optimizer:{i}"])
-        for w in self._wrappers:
-            w.set_host_snapshots(
-                {key: arrays[f"host:{w.name}/{key}"] for key in w.host_snapshots()}
-            )
-        self.round = int(metadata["round"])
-        self._finished = bool(metadata["finished"])
-        self.results = list(metadata["results"])
-        self._total_steps = int(metadata["total_steps"])
-        self.rewind_step = metadata["rewind_step"]
-        self._mask_history = [
-            {
-                key: (arrays[f"history:{r}:{key}"], tuple(shape))
-                for key, shape in entry.items()
-            }
-            for r, entry in enumerate(metadata["history_shapes"])
-        ]
-        self._other_init = [
-            arrays[f"other_init:{i}"] for i in range(len(self._other_weights))
-        ]
-        if metadata["has_other_rewind"]:
-            self._other_rewind = [
-                arrays[f"other_rewind:{i}"] for i in range(len(self._other_weights))
-            ]
-        if metadata["rewind_iterations"] is not None:
-            slots = sorted(
-                (int(k.split(":")[1]), v) for k, v in arrays.items() if k.startswith("rewind_slot:")
-            )
-            self._rewind_state = {
-                "iterations": list(metadata["rewind_iterations"]),
-                "slots": [v for _, v in slots],
-            }
-        self._expected_epoch = (
-            self.total_epochs if self._finished else self.round * self.epochs_per_round
-        )
-        if self.verbose:
-            state = "finished" if self._finished else f"round {self.round}"
-            print(f"IMP resumed from {path} at {state}.", flush=True)
-
-    def _next_masks(self, next_round):
-        current = layer_masks(self.model)
-        if self.reference_masks is not None and self.control != CONTROL_RANDOM_PRUNE:
-            reference = self.reference_masks[next_round]
-            return {k: np.asarray(v, bool) & current[k] for k, v in reference.items()}
-        if self.reference_masks is not None:
-            counts = {
-                k: int(np.count_nonzero(v))
-                for k, v in self.reference_masks[next_round].items()
-            }
-            return pruning.prune_random(current, counts, self._seed_for(next_round))
-        targets = self.schedule.layer_targets(
-            next_round, self._total_steps, self._layer_names, self._output_layers
-        )
-        if targets is None:
-            return current
-        weights = self._read_weights()
-        if self.scope == LAYERWISE:
-            densities = {
-                key: 1.0 - targets[key.rpartition("/")[0]] for key in current
-            }
-            magnitude = pruning.prune_layerwise(weights, current, densities)
-        else:
-            pooled = [k for k in current if targets[k.rpartition("/")[0]] > 0]
-            overall = self.schedule.target(next_round, self._total_steps)
-            magnitude = pruning.prune_global(
-                weights, current, 1.0 - overall, names=pooled
-            )
-        if self.control == CONTROL_RANDOM_PRUNE:
-            counts = {k: int(m.sum()) for k, m in magnitude.items()}
-            return pruning.prune_random(current, counts, self._seed_for(next_round))
-        return magnitude
-
-    def _rewind(self, next_round):
-        self._rewind_weights_and_optimizer(next_round)
-        optimizer_state.mask_slots(
-            self.model.optimizer,
-            [(p.variable, p.mask) for w in self._wrappers for p in w.prunable_weights],
-        )
-
-    def _rewind_weights_and_optimizer(self, next_round):
-        optimizer = self.model.optimizer
-        trainable = self.model.trainable_variables
-        if self.rewind_to in (REWIND_LR, REWIND_FINETUNE):
-            if self.rewind_to == REWIND_LR:
-                optimizer_state.restore(optimizer, None, trainable)
-            self._reinitialise_if_control(next_round)
-            return
-        if isinstance(self.rewind_to, int) and self.rewind_to > 0:
-            for wrapper in self._wrappers:
-                wrapper.rewind(REWIND)
-            for variable, value in zip(self._other_weights, self._other_rewind):
-                variable.assign(value)
-            self._reinitialise_if_control(next_round)
-            optimizer_state.restore(optimizer, self._rewind_state, trainable)
-            return
-        for wrapper in self._wrappers:
-            wrapper.rewind(INIT)
-        for variable, value in zip(self._other_weights, self._other_init):
-            variable.assign(value)
-        self._reinitialise_if_control(next_round)
-        optimizer_state.restore(optimizer, None, trainable)
-
-    def _reinitialise_if_control(self, next_round):
-        if self.control != CONTROL_REINIT:
-            return
-        seed = self._seed_for(next_round)
-        for w_index, wrapper in enumerate(self._wrappers):
-            for p_index, p in enumerate(wrapper.prunable_weights):
-                initializer = _seeded_initializer(
-                    wrapper.layer, p.name, seed + 7919 * w_index + 104729 * p_index
-                )
-                fresh = ops.convert_to_numpy(
-                    initializer(tuple(p.variable.shape), dtype=p.variable.dtype)
-                )
-                mask = ops.convert_to_numpy(p.mask.value).astype(fresh.dtype)
-                p.variable.assign(fresh * mask)
-
-    def _take_rewind_point(self, step):
-        sync = getattr(self.model, "jax_state_sync", None)
-        if sync is not None:
-            sync()
-        for wrapper in self._wrappers:
-            wrapper.take_snapshot(REWIND)
-        self._other_rewind = [
-            ops.convert_to_numpy(v.value) for v in self._other_weights
-        ]
-        self._rewind_state = optimizer_state.capture(self.model.optimizer)
-        self.rewind_step = step
-        if step != self.rewind_to and self.verbose:
-            print(
-                f"IMP: rewind point taken at iteration {step}, the first "
-                f"batch end at or after rewind_to={self.rewind_to} (batch "
-                "hooks run once per steps_per_execution steps).",
-                flush=True,
+        weights = wrapping.read_weights(model)
+        zeros = sum(int(np.count_nonzero(w == 0)) for w in weights.values())
+        total = sum(w.size for w in weights.values())
+        if total and zeros / total > 0.2:
+            self._warn_once(
+                "already_pruned",
+                f"IterativeMagnitudePruning: {100 * zeros / total:.1f}% of model "
+                f"'{model.name}''s prunable weights are exactly zero, but its masks "
+                "keep every weight: a pruned model loaded without its masks? Load "
+                "its ticket with keras_lottery.load_ticket(path, model) to continue "
+                "from its masks; as it stands, pruned weights can grow back.",
             )
 
-    # --------------------------------------------------------------- helpers
+    # ------------------------------------------------------------- helpers
 
     def _seed_for(self, round_index):
         state = np.random.SeedSequence([self.seed, round_index]).generate_state(1)
         return int(state[0] % (2**31 - 1))
 
-    def _read_weights(self):
+    def _warn_once(self, kind, message):
+        if kind in self._warned:
+            return
+        self._warned.add(kind)
+        warnings.warn(message, stacklevel=3)
+
+    def _print_pending_line(self):
+        if self._pending_line is not None and self.verbose:
+            print(self._pending_line, flush=True)
+        self._pending_line = None
+
+    def ticket_info(self):
+        """What a ticket file records about the run (`save_ticket(imp=...)`):
+        `round`, `metrics` (the last round's row), `rewind_step`, and
+        `other_init` / `other_rewind` (`[(path, value)]` of the non-pruned
+        weights at θ0 / θk, or None)."""
+        others = wrapping.non_pruned_weights(self.model) if self.model is not None else []
+
+        def named(point):
+            if point is None:
+                return None
+            return [(v.path, value) for v, value in zip(others, point.other_weights)]
+
         return {
-            f"{wrapper.name}/{p.name}": ops.convert_to_numpy(p.variable.value)
-            for wrapper in self._wrappers
-            for p in wrapper.prunable_weights
+            "round": self.results[-1]["round"] if self.results else None,
+            "metrics": self.results[-1] if self.results else {},
+            "rewind_step": self.rewind_step,
+            "other_init": named(self._state.init_point),
+            "other_rewind": named(self._state.rewind_point),
         }
 
-    def _layer_densities(self, masks):
-        kept, total = {}, {}
-        for key, mask in masks.items():
-            layer = key.rpartition("/")[0]
-            kept[layer] = kept.get(layer, 0) + int(mask.sum())
-            total[layer] = total.get(layer, 0) + mask.size
-        return {layer: kept[layer] / total[layer] for layer in kept}
 
-    def _check_distribution(self):
-        strategy = getattr(self.model, "distribute_strategy", None)
-        replicas = getattr(strategy, "num_replicas_in_sync", 1)
-        if replicas <= 1:
-            return
-        limits = []
-        if getattr(self.model, "steps_per_execution", 1) > 1:
-            limits.append(f"steps_per_execution={self.model.steps_per_execution}")
-        if getattr(self.model, "jit_compile", False) is True:
-            limits.append("jit_compile=True")
-        if limits:
-            raise ValueError(
-                f"{' and '.join(limits)} do not work with "
-                f"{type(strategy).__name__} ({replicas} replicas) in Keras 3's "
-                "model.fit (keras-team/keras#19246). Compile with "
-                "steps_per_execution=1 and jit_compile=False under a "
-                "distribution strategy."
-            )
+class _IterativeMagnitudePruningWithBatchHooks(IterativeMagnitudePruning):
+    """The callback with batch hooks, used only when it needs them (θk at an
+    iteration, or round callbacks that watch batches): Keras dispatches batch
+    hooks asynchronously only when no callback overrides them."""
 
-    def _resolve_output_layers(self):
-        if self.output_layers is None:
-            return [self._layer_names[-1]]
-        unknown = sorted(set(self.output_layers) - set(self._layer_names))
-        if unknown:
-            raise ValueError(
-                f"output_layers names layers that are not wrapped: {unknown}. "
-                f"Wrapped layers: {self._layer_names}."
-            )
-        return list(self.output_layers)
+    def on_train_batch_begin(self, batch, logs=None):
+        for callback in self.round_callbacks:
+            callback.on_train_batch_begin(batch, logs)
 
-    def _check_reference_masks(self):
-        if self.reference_masks is None:
-            return
-        expected = {
-            f"{w.name}/{p.name}": tuple(p.variable.shape)
-            for w in self._wrappers
-            for p in w.prunable_weights
-        }
-        for round_index, masks in enumerate(self.reference_masks[: self.rounds]):
-            shapes = {k: tuple(np.shape(v)) for k, v in masks.items()}
-            if shapes != expected:
-                raise ValueError(
-                    f"reference_masks[{round_index}] does not match the model: "
-                    f"it has {shapes}, the model's wrapped weights are "
-                    f"{expected}."
-                )
+    def on_train_batch_end(self, batch, logs=None):
+        state = self._state
+        if (
+            isinstance(self.rewind_to, int)
+            and state.round == 0
+            and state.rewind_point is None
+            and not state.pending_advance
+        ):
+            steps_in_round = self._epoch_start_steps + batch + 1
+            if steps_in_round >= self.rewind_to:
+                self._take_rewind_point(steps_in_round)
+        for callback in self.round_callbacks:
+            callback.on_train_batch_end(batch, logs)
 
 
-def _unpack(bits, shape):
-    count = int(np.prod(shape))
-    return np.unpackbits(bits, count=count).astype(bool).reshape(shape)
-
-
-def _seeded_initializer(layer, weight_name, seed):
-    candidates = [f"{weight_name}_initializer"]
-    if weight_name.endswith("_kernel"):
-        candidates.append(weight_name[: -len("_kernel")] + "_initializer")
-    candidates.append("depthwise_initializer")
-    for attribute in candidates:
-        initializer = getattr(layer, attribute, None)
-        if initializer is not None:
-            break
-    else:
-        raise ValueError(
-            f"control='reinit' cannot find the initializer of "
-            f"'{layer.name}/{weight_name}' (looked for {candidates}). Give "
-            f"the layer a `{weight_name}_initializer` attribute."
-        )
-    initializer = keras.initializers.get(initializer)
-    config = initializer.get_config()
-    if "seed" in config:
-        config["seed"] = seed
-        initializer = type(initializer).from_config(config)
-    return initializer
-
-
-def _summary_line(row, rounds, monitor):
-    parts = [
-        f"IMP round {row['round']}/{rounds - 1}",
-        f"density {100 * row['density']:.2f}%",
-    ]
-    for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
-        if row.get(key) is not None:
-            parts.append(f"{key} {row[key]:.4f}")
-    if row["best_val_loss_step"] is not None:
-        parts.append(
-            f"best {monitor} {row['best_val_loss']:.4f} @ step {row['best_val_loss_step']}"
-        )
-    parts.append(f"{row['seconds']:.1f}s")
-    return " | ".join(parts)
-
-
-def _to_float(value):
+def _needs_batch_hooks(args, kwargs):
     try:
-        return float(value)
-    except (TypeError, ValueError):
-        return value
+        bound = inspect.signature(IterativeMagnitudePruning.__init__).bind_partial(
+            None, *args, **kwargs
+        )
+    except TypeError:
+        return False  # __init__ reports the bad arguments
+    rewind_to = bound.arguments.get("rewind_to", REWIND_INIT)
+    if isinstance(rewind_to, numbers.Integral) and not isinstance(rewind_to, bool) and rewind_to > 0:
+        return True
+    for callback in bound.arguments.get("round_callbacks") or []:
+        for hook in ("on_train_batch_begin", "on_train_batch_end", "on_batch_end"):
+            if not keras_internals.is_default(getattr(callback, hook, None)):
+                return True
+    return False
+
+
+def _now():
+    import time
+
+    return time.perf_counter()
 
 
 def _positive_int(value, what):
@@ -781,9 +802,9 @@ def _check_rewind(rewind_to):
                 f"rewind_to must be >= 0 when it is an iteration; received {rewind_to}."
             )
         return REWIND_INIT if rewind_to == 0 else int(rewind_to)
-    if rewind_to in _REWIND_NAMES:
+    if rewind_to in rewinding.MODES:
         return rewind_to
     raise ValueError(
-        f"rewind_to must be one of {_REWIND_NAMES} or an iteration (int >= 0); "
+        f"rewind_to must be one of {rewinding.MODES} or an iteration (int >= 0); "
         f"received {rewind_to!r}."
     )

@@ -24,7 +24,8 @@ TensorFlow-only; the core of keras_lottery does not import this module.
 import keras
 import tensorflow as tf
 
-from keras_lottery import backend_compat
+from keras_lottery import keras_internals
+from keras_lottery import limits
 
 _CACHE_ATTRIBUTE = "_keras_lottery_multi_worker_functions"
 # What TensorFlow raises on the survivors when a peer dies: its coordination
@@ -139,12 +140,13 @@ def fit(
         model=model,
     )
     for callback in callback_list.callbacks:
-        if hasattr(callback, "_checkpoint_writer"):
-            callback._checkpoint_writer = chief
+        if hasattr(callback, "write_checkpoints"):
+            # Every worker reads the chief's IMP checkpoint; only it writes.
+            callback.write_checkpoints = chief
     with strategy.scope():
         # The spec, not a batch: one more iterator would advance a
         # reshuffling dataset to its next order.
-        backend_compat.build_for_training(model, dataset.element_spec)
+        keras_internals.symbolic_build(model, dataset.element_spec)
     # Callbacks run outside the scope, where reading a variable gives a plain
     # value (inside it, MirroredVariable counters refuse `np.array`).
     model.stop_training = False
@@ -211,7 +213,7 @@ def evaluate(model, dataset):
     with strategy.scope():
         # The spec, not a batch: one more iterator would advance a
         # reshuffling dataset to its next order.
-        backend_compat.build_for_training(model, dataset.element_spec)
+        keras_internals.symbolic_build(model, dataset.element_spec)
     return _evaluate(model, distributed, test_step, global_logs)
 
 
@@ -233,13 +235,11 @@ def _check_model(model):
         )
     if not getattr(model, "compiled", False):
         raise ValueError(f"Model '{model.name}' is not compiled; call model.compile() first.")
-    if getattr(model, "steps_per_execution", 1) != 1 or model.jit_compile is True:
-        raise ValueError(
-            "multi_worker.fit runs one step per call without XLA: compile with "
-            f"steps_per_execution=1 and jit_compile=False (got "
-            f"steps_per_execution={model.steps_per_execution}, "
-            f"jit_compile={model.jit_compile})."
-        )
+    problem = limits.strategy_problem(
+        2, getattr(model, "steps_per_execution", 1), getattr(model, "jit_compile", False)
+    )
+    if problem:
+        raise ValueError(f"multi_worker.fit runs one step per call without XLA: {problem}")
 
 
 def _shard_by_data(dataset):

@@ -1,168 +1,169 @@
 """Resetting a Keras 3 optimizer at a rewind without rebuilding it.
 
-A Keras 3 optimizer's `variables` hold the iteration counter and (for a float
+A Keras 3 optimizer's variables hold its step counter and (for a float
 learning rate) the learning rate besides the slots (momenta, velocities,
-gradient accumulators, EMA averages). Zeroing everything would set the
-learning rate to 0 and silently stop training, so only the slots are reset,
-the counter is set, and the learning rate is left alone. Values are assigned
-into the existing variables: the compiled train function is reused as is.
+accumulators, EMA averages). Zeroing everything would set the learning rate
+to 0 and silently stop training, so a reset zeroes only the slots, sets the
+counter, and puts the learning rate back to the value it had at the rewind
+point (a `ReduceLROnPlateau` cut of an earlier round does not carry over).
+Values are assigned into the existing variables: the compiled train function
+is reused as it is.
 """
 
 import numpy as np
 from keras import ops
 
-
-def _optimizer_chain(optimizer):
-    chain = [optimizer]
-    while hasattr(chain[-1], "inner_optimizer"):
-        chain.append(chain[-1].inner_optimizer)
-    return chain
+from keras_lottery import keras_internals
 
 
-def slot_variables(optimizer):
-    """The optimizer variables a rewind resets, in a fixed order.
-
-    Everything but iteration counters and learning rates; for a
-    `LossScaleOptimizer`, the inner optimizer's slots (its loss scale is kept).
-
-    Args:
-        optimizer: a `keras.optimizers.Optimizer`.
-
-    Returns:
-        A list of variables (empty before the optimizer is built).
+def iterations(optimizer):
+    """The number of optimizer steps taken (the inner optimizer's inside a
+    `LossScaleOptimizer`, whose own counter does not count them).
 
     Example:
     >>> import keras
-    >>> opt = keras.optimizers.SGD(0.1, momentum=0.9)
-    >>> opt.build([keras.Variable([1.0, 2.0], name="w")])
-    >>> [v.name for v in slot_variables(opt)]
-    ['w_momentum']
-    """
-    slots = []
-    for opt in _optimizer_chain(optimizer):
-        if hasattr(opt, "inner_optimizer"):
-            continue
-        keep = {id(opt._iterations), id(getattr(opt, "_learning_rate", None))}
-        slots.extend(v for v in opt._variables if id(v) not in keep)
-    return slots
-
-
-def optimizer_iteration(optimizer):
-    """The optimizer's step counter as an int (raw, before any gradient
-    accumulation division).
-
-    Example:
-    >>> import keras
-    >>> optimizer_iteration(keras.optimizers.Adam())
+    >>> iterations(keras.optimizers.Adam())
     0
     """
-    return int(ops.convert_to_numpy(optimizer._iterations.value))
+    inner = keras_internals.innermost_optimizer(optimizer)
+    return int(ops.convert_to_numpy(inner.iterations))
+
+
+def learning_rate(optimizer):
+    """The current learning-rate value as a float (of a schedule: at the
+    current step).
+
+    Example:
+    >>> import keras
+    >>> round(learning_rate(keras.optimizers.SGD(0.1)), 6)
+    0.1
+    """
+    return float(ops.convert_to_numpy(optimizer.learning_rate))
 
 
 def capture(optimizer):
     """Host copy of the optimizer state a rewind to this point restores.
 
-    Args:
-        optimizer: a `keras.optimizers.Optimizer`.
-
     Returns:
-        `{"iterations": [int per optimizer in a LossScaleOptimizer chain],
-          "slots": [array per slot variable]}`.
+        `{"iterations": [int per optimizer of a LossScaleOptimizer chain],
+          "slots": [array per slot variable],
+          "learning_rate": float or None (None: a schedule)}`.
 
     Example:
     >>> import keras
-    >>> capture(keras.optimizers.Adam())["iterations"]
+    >>> round(capture(keras.optimizers.Adam(0.01))["learning_rate"], 6)
+    0.01
+    """
+    rate = keras_internals.learning_rate_variable(optimizer)
+    return {
+        "iterations": [
+            int(ops.convert_to_numpy(keras_internals.iterations_variable(o).value))
+            for o in keras_internals.optimizer_chain(optimizer)
+        ],
+        "slots": [
+            ops.convert_to_numpy(v.value) for v in keras_internals.slot_variables(optimizer)
+        ],
+        "learning_rate": None
+        if rate is None
+        else float(np.asarray(ops.convert_to_numpy(rate.value), np.float64)),
+    }
+
+
+def fresh_state(optimizer, learning_rate_value=None):
+    """The state a newly built optimizer has (slots zero, counters 0), with
+    the given learning rate (None keeps the current one).
+
+    Example:
+    >>> import keras
+    >>> fresh_state(keras.optimizers.SGD(0.1))["iterations"]
     [0]
     """
     return {
-        "iterations": [optimizer_iteration(o) for o in _optimizer_chain(optimizer)],
-        "slots": [ops.convert_to_numpy(v.value) for v in slot_variables(optimizer)],
+        "iterations": [0] * len(keras_internals.optimizer_chain(optimizer)),
+        "slots": None,
+        "learning_rate": learning_rate_value,
     }
 
 
-def restore(optimizer, state=None, trainable_variables=None):
-    """Resets slots and counters, to zero or to a `capture`d state.
+def restore(optimizer, state, trainable_variables=None):
+    """Puts the optimizer back to a `capture`d (or `fresh_state`) state.
 
     Args:
         optimizer: a `keras.optimizers.Optimizer`.
-        state: the result of `capture`, or None for a fresh optimizer (slots
-            zero, counters 0).
+        state: from `capture` or `fresh_state` (`slots` None: zeros).
         trainable_variables: the model's trainable variables; EMA averages
-            (`use_ema=True`) are reset to them rather than to zero.
+            (`use_ema=True`) of a fresh state start at them, not at zero.
 
     Example:
     >>> import keras
-    >>> opt = keras.optimizers.Adam()
-    >>> restore(opt)
-    >>> optimizer_iteration(opt)
+    >>> opt = keras.optimizers.Adam(0.01)
+    >>> restore(opt, fresh_state(opt))
+    >>> iterations(opt)
     0
     """
-    slots = slot_variables(optimizer)
-    chain = _optimizer_chain(optimizer)
-    if state is not None:
-        if len(state["slots"]) != len(slots) or len(state["iterations"]) != len(
-            chain
-        ):
-            raise ValueError(
-                "The saved optimizer state does not match this optimizer "
-                f"({len(state['slots'])} saved slots, {len(slots)} now); was "
-                "the optimizer replaced after the rewind point was taken?"
-            )
+    slots = keras_internals.slot_variables(optimizer)
+    chain = keras_internals.optimizer_chain(optimizer)
+    if len(state["iterations"]) != len(chain) or (
+        state["slots"] is not None and len(state["slots"]) != len(slots)
+    ):
+        raise ValueError(
+            "The saved optimizer state does not match this optimizer "
+            f"({len(state['slots'] or [])} saved slots, {len(slots)} now); was "
+            "the optimizer replaced after the rewind point was taken?"
+        )
+    if state["slots"] is not None:
         for variable, value in zip(slots, state["slots"]):
             variable.assign(value)
-        for opt, iteration in zip(chain, state["iterations"]):
-            opt._iterations.assign(iteration)
-        return
-    averages = _ema_targets(chain[-1], trainable_variables)
-    for variable in slots:
-        if id(variable) in averages:
-            variable.assign(ops.copy(averages[id(variable)].value))
-        else:
-            variable.assign(np.zeros(variable.shape, dtype=variable.dtype))
-    for opt in chain:
-        opt._iterations.assign(0)
+    else:
+        averages = keras_internals.ema_targets(optimizer, trainable_variables)
+        for variable in slots:
+            if id(variable) in averages:
+                variable.assign(ops.convert_to_numpy(averages[id(variable)].value))
+            else:
+                variable.assign(np.zeros(variable.shape, dtype=variable.dtype))
+    for opt, count in zip(chain, state["iterations"]):
+        keras_internals.iterations_variable(opt).assign(count)
+    rate = keras_internals.learning_rate_variable(optimizer)
+    if rate is not None and state.get("learning_rate") is not None:
+        rate.assign(state["learning_rate"])
 
 
-def _ema_targets(opt, trainable_variables):
-    averages = getattr(opt, "_model_variables_moving_average", None)
-    if not averages or trainable_variables is None:
-        return {}
-    return {
-        id(avg): var
-        for avg, var in zip(averages, getattr(opt, "_trainable_variables", []))
-    }
-
-
-def mask_slots(optimizer, prunable):
+def mask_slots(optimizer, prunables):
     """Zeroes the optimizer slots of pruned weights.
 
-    A slot belongs to a weight when its name starts with the weight's path
-    (Keras names slots `<path with _>_<slot>`) and it has the weight's shape.
     With zero slots and the zero gradients a pruned weight gets, momentum
     and adaptive optimizers leave it at exactly 0.
 
     Args:
         optimizer: a `keras.optimizers.Optimizer`.
-        prunable: `[(variable, mask variable)]`.
+        prunables: `[(variable, bool mask array)]`.
 
     Example:
     >>> import keras
     >>> w = keras.Variable([1.0, 2.0], name="w")
     >>> opt = keras.optimizers.SGD(0.1, momentum=0.9)
     >>> opt.build([w])
-    >>> mask_slots(opt, [(w, keras.Variable([1.0, 0.0]))])
+    >>> mask_slots(opt, [(w, np.array([True, False]))])
     """
-    slots = slot_variables(optimizer)
-    for variable, mask in prunable:
-        prefixes = (
-            variable.path.replace("/", "_") + "_",
-            str(variable.name).replace("/", "_").replace(":", "_") + "_",
-        )
-        mask_value = ops.convert_to_numpy(mask.value)
-        for slot in slots:
-            if tuple(slot.shape) != tuple(variable.shape):
-                continue
-            if not str(slot.name).startswith(prefixes):
-                continue
+    for variable, mask in prunables:
+        for slot in keras_internals.slots_of(optimizer, variable):
             value = ops.convert_to_numpy(slot.value)
-            slot.assign(value * mask_value.astype(value.dtype))
+            slot.assign(value * np.asarray(mask, value.dtype))
+
+
+def reset_slots_of(optimizer, prunables):
+    """Zeroes the slots of the given entries of weights (dynamic sparse
+    training: a connection that regrows starts with no momentum).
+
+    Args:
+        optimizer: a `keras.optimizers.Optimizer`.
+        prunables: `[(variable, bool array of entries to reset)]`.
+
+    Example:
+    >>> import keras
+    >>> w = keras.Variable([1.0, 2.0], name="w2")
+    >>> opt = keras.optimizers.SGD(0.1, momentum=0.9)
+    >>> opt.build([w])
+    >>> reset_slots_of(opt, [(w, np.array([False, True]))])
+    """
+    mask_slots(optimizer, [(v, ~np.asarray(entries, bool)) for v, entries in prunables])

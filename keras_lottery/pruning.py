@@ -21,8 +21,6 @@ Conventions shared by every function:
 
 import numpy as np
 
-_PRUNED_SCORE = -1.0
-
 
 def keep_count(size, density):
     """Number of weights a tensor of `size` elements keeps at `density`.
@@ -79,18 +77,22 @@ def survivor_scores(values, mask):
     """Scores where already-pruned entries rank below every survivor.
 
     Args:
-        values: non-negative scores (e.g. `abs(weights)`).
+        values: scores of any sign (e.g. `abs(weights)`, a saliency); NaN
+            ranks like a pruned entry.
         mask: boolean survivors mask.
 
     Returns:
-        `values` where `mask`, else -1 (float32).
+        `values` where `mask`, else -inf (float32).
 
     Example:
     >>> survivor_scores(np.array([0.0, 2.0]), np.array([True, False])).tolist()
-    [0.0, -1.0]
+    [0.0, -inf]
     """
     values = np.asarray(values, dtype=np.float32)
-    return np.where(mask, values, np.float32(_PRUNED_SCORE))
+    # NaN scores rank below every real score but above pruned entries, so a
+    # pruned weight never comes back.
+    values = np.where(np.isnan(values), np.finfo(np.float32).min, values)
+    return np.where(np.asarray(mask, bool), values, np.float32(-np.inf))
 
 
 def prune_layerwise(weights, masks, densities):
@@ -166,17 +168,34 @@ def prune_global(weights, masks, density, names=None):
     >>> out["a"].tolist(), out["b"].tolist()
     ([False, False], [True, True])
     """
+    scores = {name: np.abs(np.asarray(w)) for name, w in weights.items()}
+    return global_top(scores, masks, density, names)
+
+
+def global_top(scores, masks, density, names=None):
+    """Keeps the highest-scoring survivors over several tensors at once.
+
+    Args:
+        scores: `{name: array}` scores of any sign, higher survives.
+        masks: `{name: bool array}` current survivors.
+        density: fraction of the pooled original size to keep.
+        names: tensors that share the threshold (default: all).
+
+    Returns:
+        `{name: bool array}` new masks (subsets of the old ones).
+
+    Example:
+    >>> s = {"a": np.array([-1.0, 5.0]), "b": np.array([2.0, 0.0])}
+    >>> out = global_top(s, {k: np.ones(2, bool) for k in s}, 0.5)
+    >>> out["a"].tolist(), out["b"].tolist()
+    ([False, True], [True, False])
+    """
     pooled = list(masks) if names is None else [n for n in masks if n in names]
-    new_masks = {
-        name: np.asarray(mask, dtype=bool).copy() for name, mask in masks.items()
-    }
+    new_masks = {name: np.asarray(mask, dtype=bool).copy() for name, mask in masks.items()}
     if not pooled:
         return new_masks
     flat_scores = np.concatenate(
-        [
-            survivor_scores(np.abs(np.asarray(weights[n])), new_masks[n]).ravel()
-            for n in pooled
-        ]
+        [survivor_scores(scores[n], new_masks[n]).ravel() for n in pooled]
     )
     survivors = sum(int(new_masks[n].sum()) for n in pooled)
     k = min(keep_count(flat_scores.size, density), survivors)
@@ -184,9 +203,7 @@ def prune_global(weights, masks, density, names=None):
     offset = 0
     for name in pooled:
         size = new_masks[name].size
-        new_masks[name] = keep[offset : offset + size].reshape(
-            new_masks[name].shape
-        )
+        new_masks[name] = keep[offset : offset + size].reshape(new_masks[name].shape)
         offset += size
     return new_masks
 
@@ -218,25 +235,6 @@ def prune_random(masks, counts, seed):
         k = min(int(counts.get(name, mask.sum())), int(mask.sum()))
         new_masks[name] = top_k_mask(survivor_scores(scores, mask), k)
     return new_masks
-
-
-def density(masks):
-    """Fraction of surviving weights over all tensors of a mask map.
-
-    Args:
-        masks: `{name: bool array}`.
-
-    Returns:
-        A float in [0, 1] (1.0 for an empty map).
-
-    Example:
-    >>> density({"a": np.array([True, False]), "b": np.array([True, True])})
-    0.75
-    """
-    total = sum(np.asarray(m).size for m in masks.values())
-    if total == 0:
-        return 1.0
-    return sum(int(np.count_nonzero(m)) for m in masks.values()) / total
 
 
 def _check_density(value, what):

@@ -1,12 +1,18 @@
-"""`sparsity_report`: how many weights survive, overall and per layer."""
+"""`sparsity_report`: how many weights survive, overall and per weight.
+
+For a wrapped model the report covers exactly the pruned weights, counted by
+their masks, so its figures are those of `imp.results` and of ticket files.
+For a plain model (a stripped ticket, a loaded export) it covers every
+prunable weight (see `keras_lottery.registry`), counted by its non-zeros.
+"""
 
 import dataclasses
 
 import numpy as np
 from keras import ops
 
-from keras_lottery import registry
-from keras_lottery.wrapper import LotteryWrapper
+from keras_lottery import masks as masks_lib
+from keras_lottery import wrapping
 
 
 @dataclasses.dataclass(frozen=True)
@@ -14,22 +20,29 @@ class WeightSparsity:
     """Counts for one prunable weight.
 
     Attributes:
-        layer: layer name.
-        weight: weight name within the layer, e.g. "kernel".
+        key: the mask key (the variable's path).
         shape: the weight's shape.
         total: number of elements.
-        kept: surviving (unmasked, or for unwrapped layers non-zero) elements.
+        kept: surviving elements (unmasked, or non-zero in a plain model).
 
     Example:
-    >>> WeightSparsity("fc", "kernel", (2, 2), 4, 1).density
-    0.25
+    >>> w = WeightSparsity("fc/kernel", (2, 2), 4, 1)
+    >>> w.density, w.layer, w.weight
+    (0.25, 'fc', 'kernel')
     """
 
-    layer: str
-    weight: str
+    key: str
     shape: tuple
     total: int
     kept: int
+
+    @property
+    def layer(self):
+        return masks_lib.layer_of(self.key)
+
+    @property
+    def weight(self):
+        return masks_lib.weight_of(self.key)
 
     @property
     def density(self):
@@ -47,7 +60,7 @@ class SparsityReport:
 
     Example:
     >>> import keras
-    >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2, name="fc")])
+    >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2, name="fc")], name="net")
     >>> report = sparsity_report(model)
     >>> report.kept, report.total, report.layer_density()
     (8, 8, {'fc': 1.0})
@@ -68,12 +81,16 @@ class SparsityReport:
         return self.kept / self.total if self.total else 1.0
 
     def layer_density(self):
-        """`{layer name: density}` over each layer's prunable weights."""
+        """`{layer path: density}` over each layer's prunable weights."""
         totals, kept = {}, {}
         for w in self.weights:
             totals[w.layer] = totals.get(w.layer, 0) + w.total
             kept[w.layer] = kept.get(w.layer, 0) + w.kept
         return {name: kept[name] / totals[name] for name in totals}
+
+    def key_density(self):
+        """`{key: density}` of every prunable weight."""
+        return {w.key: w.density for w in self.weights}
 
     def as_dict(self):
         return {
@@ -87,11 +104,11 @@ class SparsityReport:
         }
 
     def __str__(self):
-        rows = [("layer/weight", "shape", "kept", "total", "density")]
+        rows = [("weight", "shape", "kept", "total", "density")]
         for w in self.weights:
             rows.append(
                 (
-                    f"{w.layer}/{w.weight}",
+                    w.key,
                     "x".join(str(d) for d in w.shape),
                     str(w.kept),
                     str(w.total),
@@ -114,10 +131,7 @@ class SparsityReport:
 
 
 def sparsity_report(model):
-    """Counts surviving prunable weights, overall and per layer.
-
-    Wrapped layers are counted by their masks; unwrapped prunable layers (e.g.
-    in a stripped ticket) by their non-zero weights.
+    """Counts surviving prunable weights, overall and per weight.
 
     Args:
         model: a built `keras.Model`, wrapped or not.
@@ -127,43 +141,25 @@ def sparsity_report(model):
 
     Example:
     >>> import keras
-    >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+    >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)], name="net")
     >>> sparsity_report(model).density
     1.0
     """
     if not model.built:
         raise ValueError(
             f"Model '{model.name}' is not built, so its weights do not exist "
-            "yet. Build it first (call it on data or "
-            "`model.build(input_shape)`)."
+            "yet. Build it first (call it on data or `model.build(input_shape)`)."
         )
-    layers = list(model._flatten_layers(include_self=False, recursive=True))
-    inner_layers = {
-        id(layer.layer) for layer in layers if isinstance(layer, LotteryWrapper)
-    }
-    rows = []
-    for layer in layers:
-        if isinstance(layer, LotteryWrapper):
-            for name, mask in layer.get_masks().items():
-                rows.append(
-                    WeightSparsity(
-                        layer.name, name, mask.shape, mask.size, int(mask.sum())
-                    )
-                )
-        elif (
-            id(layer) not in inner_layers
-            and layer.built
-            and registry.is_prunable(layer)
-        ):
-            for name, variable in registry.get_prunable_weights(layer):
-                value = ops.convert_to_numpy(variable.value)
-                rows.append(
-                    WeightSparsity(
-                        layer.name,
-                        name,
-                        value.shape,
-                        value.size,
-                        int(np.count_nonzero(value)),
-                    )
-                )
+    if wrapping.has_lottery_state(model):
+        rows = [
+            WeightSparsity(key, mask.shape, int(mask.size), int(np.count_nonzero(mask)))
+            for key, mask in wrapping.get_masks(model).items()
+        ]
+    else:
+        rows = []
+        for key, variable, _ in wrapping.prunable_candidates(model):
+            value = ops.convert_to_numpy(variable.value)
+            rows.append(
+                WeightSparsity(key, value.shape, int(value.size), int(np.count_nonzero(value)))
+            )
     return SparsityReport(tuple(rows))

@@ -1,36 +1,41 @@
 """The winning ticket as a file: masks + θ0 (+ θk) that anyone can retrain.
 
 One self-describing `.npz` file (NumPy's zip of arrays, readable without
-keras_lottery) holds, per prunable weight `<layer>/<weight>`:
+keras_lottery) holds, per pruned weight `<key>` (its path, see
+`keras_lottery.masks`):
 
-- `mask:<layer>/<weight>` — bool mask,
-- `init:<layer>/<weight>` — θ0,
-- `rewind:<layer>/<weight>` — θk (only when a rewind point was taken),
+- `mask:<key>` — bool mask,
+- `init:<key>` — θ0,
+- `rewind:<key>` — θk (only when a rewind point was taken),
 
-optionally `other_init:<i>` — the initial values of the model's other weights
-(biases, normalisation) in model order, and `metadata` — a JSON string with
-the format version, layer names, classes and shapes, the round the ticket
-came from, its density and that round's metrics.
+optionally `other_init:<i>` / `other_rewind:<i>` — the other weights (biases,
+normalisation) at θ0 / θk, in model order, and `metadata` — a JSON string
+with the format version, every prunable weight of the model (key, layer
+class, shape, whether it was pruned: exclusions travel with the ticket), the
+round the ticket came from, its density and that round's metrics.
 
 `load_ticket` checks the whole file against the model before it assigns
 anything: a mismatched or damaged file raises `TicketError` and leaves the
-model untouched.
+model untouched. Keys match by path, or, for a new instance whose layers got
+other automatic names (`dense_7` instead of `dense_3`), by position when the
+prunable weights have the same names and shapes in the same order.
 """
 
 import dataclasses
 import json
+import warnings
 
 import numpy as np
 
 from keras_lottery import file_io
+from keras_lottery import masks as masks_lib
+from keras_lottery import wrapping
 from keras_lottery.version import __version__
-from keras_lottery.wrapper import INIT, REWIND
-from keras_lottery.wrapping import find_wrappers
-from keras_lottery.wrapping import non_pruned_weights
-from keras_lottery.wrapping import wrap
+from keras_lottery.weight_state import INIT, REWIND
 
 FORMAT = "keras_lottery.ticket"
-VERSION = 1
+VERSION = 2
+AT = (INIT, REWIND)
 
 
 class TicketError(ValueError):
@@ -48,28 +53,28 @@ class Ticket:
 
     Attributes:
         metadata: the JSON metadata (dict).
-        masks, init, rewind: `{"layer/weight": array}` (rewind may be empty).
-        other_init: initial values of the other model weights, or None.
+        masks, init, rewind: `{key: array}` (rewind may be empty).
+        other_init, other_rewind: the other weights at θ0 / θk, or None.
 
     Example:
     >>> import tempfile, os
     >>> model = keras_lottery.wrap(keras.Sequential(
-    ...     [keras.Input((3,)), keras.layers.Dense(2, name="fc")]))
+    ...     [keras.Input((3,)), keras.layers.Dense(2, name="fc")], name="net"))
     >>> ticket = read_ticket(save_ticket(model, os.path.join(tempfile.mkdtemp(), "t")))
-    >>> ticket.density, ticket.metadata["weights"][0]["key"]
-    (1.0, 'fc/kernel')
+    >>> ticket.density, list(ticket.masks)
+    (1.0, ['fc/kernel'])
     """
 
     metadata: dict
     masks: dict
     init: dict
     rewind: dict
-    other_init: list
+    other_init: list = None
+    other_rewind: list = None
 
     @property
     def density(self):
-        total = sum(m.size for m in self.masks.values())
-        return sum(int(m.sum()) for m in self.masks.values()) / total
+        return masks_lib.density(self.masks)
 
 
 def save_ticket(model, path, imp=None):
@@ -79,8 +84,8 @@ def save_ticket(model, path, imp=None):
         model: a wrapped model (the masks are read from it).
         path: the file to write (`.npz` is appended if missing).
         imp: the `IterativeMagnitudePruning` callback of the run, to record
-            the round, its metrics and the initial values of the non-pruned
-            weights (so a retrain starts exactly where the round started).
+            the round, its metrics, θk and the other weights' values at θ0/θk
+            (so a retrain starts exactly where the round started).
 
     Returns:
         The path written.
@@ -88,62 +93,60 @@ def save_ticket(model, path, imp=None):
     Example:
     >>> import tempfile, os
     >>> model = keras_lottery.wrap(keras.Sequential(
-    ...     [keras.Input((3,)), keras.layers.Dense(2, name="fc")]))
+    ...     [keras.Input((3,)), keras.layers.Dense(2, name="fc")], name="net"))
     >>> path = save_ticket(model, os.path.join(tempfile.mkdtemp(), "t.npz"))
     >>> sorted(read_ticket(path).masks)
     ['fc/kernel']
     """
-    wrappers = find_wrappers(model)
-    if not wrappers:
+    prunables = wrapping.prunable_weights(model)
+    if not prunables:
         raise ValueError(
-            f"Model '{model.name}' has no LotteryWrapper layers, so it has no "
-            "ticket to save. Save the wrapped model used for IMP."
+            f"Model '{model.name}' has no pruned weights, so it has no ticket to "
+            "save. Save the wrapped model used for IMP."
         )
     if not str(path).endswith(".npz"):
         path = f"{path}.npz"
+    info = imp.ticket_info() if imp is not None else {}
+    rewind_step = info.get("rewind_step")
     arrays = {}
-    weights = []
-    rewind_step = getattr(imp, "rewind_step", None) if imp is not None else None
-    for wrapper in wrappers:
-        masks = wrapper.get_masks()
-        init = wrapper.get_snapshot(INIT)
-        rewind = wrapper.get_snapshot(REWIND)
-        for p in wrapper.prunable_weights:
-            key = f"{wrapper.name}/{p.name}"
-            arrays[f"mask:{key}"] = masks[p.name]
-            arrays[f"init:{key}"] = init[p.name]
-            if rewind_step is not None:
-                arrays[f"rewind:{key}"] = rewind[p.name]
-            weights.append(
-                {
-                    "key": key,
-                    "layer": wrapper.name,
-                    "layer_class": type(wrapper.layer).__name__,
-                    "weight": p.name,
-                    "shape": list(masks[p.name].shape),
-                    "dtype": str(init[p.name].dtype),
-                    "kept": int(masks[p.name].sum()),
-                }
-            )
-    others = None
-    if imp is not None and getattr(imp, "initial_other_weights", None) is not None:
-        others = []
-        for i, (name, value) in enumerate(imp.initial_other_weights):
-            arrays[f"other_init:{i}"] = value
-            others.append({"name": name, "shape": list(value.shape), "dtype": str(value.dtype)})
-    row = imp.results[-1] if imp is not None and imp.results else {}
-    kept = sum(w["kept"] for w in weights)
-    total = sum(int(np.prod(w["shape"])) for w in weights)
+    for p in prunables:
+        mask = p.state.mask_array()
+        arrays[f"mask:{p.key}"] = mask
+        arrays[f"init:{p.key}"] = p.state.snapshot_array(INIT)
+        if rewind_step is not None:
+            arrays[f"rewind:{p.key}"] = p.state.snapshot_array(REWIND)
+    pruned = {p.key for p in prunables}
+    weights = [
+        {
+            "key": key,
+            "layer_class": type(owner).__name__,
+            "weight": masks_lib.weight_of(key),
+            "shape": list(variable.shape),
+            "dtype": str(variable.dtype),
+            "pruned": key in pruned,
+            "kept": int(arrays[f"mask:{key}"].sum()) if key in pruned else None,
+        }
+        for key, variable, owner in wrapping.prunable_candidates(model)
+    ]
+    others = {}
+    for which in ("other_init", "other_rewind"):
+        values = info.get(which)
+        if values is None:
+            continue
+        others[which] = [{"name": name, "shape": list(np.shape(v))} for name, v in values]
+        arrays.update({f"{which}:{i}": v for i, (_, v) in enumerate(values)})
+    kept, total = masks_lib.counts({k[len("mask:"):]: v for k, v in arrays.items() if k.startswith("mask:")})
     metadata = {
         "format": FORMAT,
         "version": VERSION,
         "keras_lottery_version": __version__,
         "model_name": model.name,
         "weights": weights,
-        "other_weights": others,
-        "round": row.get("round"),
+        "other_init": others.get("other_init"),
+        "other_rewind": others.get("other_rewind"),
+        "round": info.get("round"),
         "density": kept / total,
-        "metrics": file_io.json_safe(row),
+        "metrics": file_io.json_safe(info.get("metrics") or {}),
         "rewind_step": rewind_step,
     }
     arrays["metadata"] = np.array(json.dumps(metadata))
@@ -185,7 +188,12 @@ def read_ticket(path):
             f"keras_lottery reads version {VERSION}."
         )
     masks, init, rewind = {}, {}, {}
-    for entry in metadata.get("weights") or []:
+    entries = metadata.get("weights")
+    if not isinstance(entries, list):
+        raise TicketError(f"{path} has no list of weights in its metadata.")
+    for entry in entries:
+        if not entry.get("pruned"):
+            continue
         key, shape = entry.get("key"), tuple(entry.get("shape", ()))
         for prefix, target, required in (
             ("mask", masks, True),
@@ -206,86 +214,117 @@ def read_ticket(path):
         if masks[key].dtype != bool:
             raise TicketError(f"{path}: mask '{key}' is not boolean.")
     if not masks:
-        raise TicketError(f"{path} lists no prunable weights.")
-    other_init = None
-    if metadata.get("other_weights") is not None:
-        other_init = []
-        for i, entry in enumerate(metadata["other_weights"]):
-            name = f"other_init:{i}"
+        raise TicketError(f"{path} lists no pruned weights.")
+    others = {}
+    for which in ("other_init", "other_rewind"):
+        listed = metadata.get(which)
+        if listed is None:
+            continue
+        values = []
+        for i, entry in enumerate(listed):
+            name = f"{which}:{i}"
             if name not in contents or list(contents[name].shape) != entry["shape"]:
                 raise TicketError(f"{path} is missing or has a bad '{name}'.")
-            other_init.append(contents[name])
-    return Ticket(metadata, masks, init, rewind, other_init)
+            values.append(contents[name])
+        others[which] = values
+    return Ticket(metadata, masks, init, rewind, others.get("other_init"), others.get("other_rewind"))
 
 
-def load_ticket(path, model):
+def load_ticket(path, model, at=INIT):
     """Loads a ticket into a model of the same architecture, ready to retrain.
 
-    The prunable weights become `mask * θ0`, the masks and snapshots are
-    restored, and (when the ticket has them) the other weights get their
-    initial values. Everything is checked before anything is assigned.
+    The pruned weights become `mask * θ0` (or `mask * θk` with
+    `at="rewind"`), the masks and snapshots are restored, and (when the ticket
+    has them) the other weights get their values at that point. Everything is
+    checked before anything is assigned.
 
     Args:
         path: a file written by `save_ticket`.
         model: a built model of the same architecture, wrapped or not (an
-            unwrapped model is wrapped first; the wrapped copy is returned).
+            unwrapped model is wrapped in place, pruning the same weights the
+            ticket pruned).
+        at: "init" (θ0) or "rewind" (θk; the ticket must hold a rewind point).
 
     Returns:
-        The wrapped model holding the ticket.
+        The model, holding the ticket.
 
     Example:
     >>> import tempfile, os
     >>> def build():
-    ...     return keras.Sequential([keras.Input((3,)), keras.layers.Dense(2, name="fc")])
+    ...     return keras.Sequential([keras.Input((3,)), keras.layers.Dense(2, name="fc")], name="net")
     >>> path = save_ticket(keras_lottery.wrap(build()),
     ...                    os.path.join(tempfile.mkdtemp(), "t.npz"))
     >>> model = load_ticket(path, build())
     >>> keras_lottery.sparsity_report(model).density
     1.0
     """
+    if at not in AT:
+        raise ValueError(f"at must be one of {AT}; received {at!r}.")
     ticket = read_ticket(path)
+    if at == REWIND and not ticket.rewind:
+        raise TicketError(
+            f"Ticket {path} has no rewind point (it came from a run with "
+            "rewind_to='init'); load it at='init'."
+        )
     if not model.built:
         raise ValueError(
             f"Model '{model.name}' is not built; build it (call it on data or "
             "`model.build(input_shape)`) before loading a ticket into it."
         )
-    if not find_wrappers(model):
-        model = wrap(model)
-    wrappers = find_wrappers(model)
-    expected = {
-        f"{w.name}/{p.name}": tuple(p.variable.shape)
-        for w in wrappers
-        for p in w.prunable_weights
-    }
-    got = {k: tuple(v.shape) for k, v in ticket.masks.items()}
-    if expected != got:
-        missing = sorted(set(expected) - set(got))
-        extra = sorted(set(got) - set(expected))
-        wrong = sorted(k for k in set(got) & set(expected) if got[k] != expected[k])
+    if not wrapping.has_lottery_state(model):
+        mapping = _align_candidates(path, ticket, model)
+        chosen = {mapping[key] for key in ticket.masks}
+        skipped = [key for key, _, _ in wrapping.prunable_candidates(model) if key not in chosen]
+        wrapping.wrap(model, exclude=skipped or None)
+    prunables = wrapping.prunable_weights(model)
+    model_shapes = {p.key: p.shape for p in prunables}
+    saved_shapes = {key: mask.shape for key, mask in ticket.masks.items()}
+    try:
+        mapping, how = masks_lib.align(saved_shapes, model_shapes)
+    except ValueError as error:
         raise TicketError(
-            f"Ticket {path} does not fit model '{model.name}': "
-            f"missing from the ticket {missing}, not in the model {extra}, "
-            f"shape mismatch {[(k, got[k], expected[k]) for k in wrong]}. "
-            "Build the same architecture (same layer names) the ticket came from."
+            f"Ticket {path} does not fit model '{model.name}': {error}"
+        ) from None
+    if how == "order":
+        warnings.warn(
+            f"The keys of ticket {path} ({list(saved_shapes)[:3]}...) differ from "
+            f"model '{model.name}''s ({list(model_shapes)[:3]}...); its "
+            f"{len(mapping)} weights were matched by position (same names and "
+            "shapes in the same order).",
+            stacklevel=2,
         )
-    others = non_pruned_weights(model)
-    if ticket.other_init is not None:
+    others = wrapping.non_pruned_weights(model)
+    values = ticket.other_rewind if at == REWIND else ticket.other_init
+    if values is not None:
         shapes = [tuple(v.shape) for v in others]
-        saved = [tuple(v.shape) for v in ticket.other_init]
+        saved = [tuple(v.shape) for v in values]
         if shapes != saved:
             raise TicketError(
-                f"Ticket {path} holds {len(saved)} non-pruned weights with "
-                f"shapes {saved}; the model has {shapes}."
+                f"Ticket {path} holds {len(saved)} non-pruned weights with shapes "
+                f"{saved[:6]}; model '{model.name}' has {shapes[:6]}."
             )
-    for wrapper in wrappers:
-        names = [p.name for p in wrapper.prunable_weights]
-        key = lambda n: f"{wrapper.name}/{n}"  # noqa: E731
-        wrapper.set_snapshot({n: ticket.init[key(n)] for n in names}, INIT)
-        rewind = {n: ticket.rewind[key(n)] for n in names if key(n) in ticket.rewind}
-        wrapper.set_snapshot(rewind or {n: ticket.init[key(n)] for n in names}, REWIND)
-        wrapper.set_masks({n: ticket.masks[key(n)] for n in names})
-        wrapper.rewind(INIT)
-    if ticket.other_init is not None:
-        for variable, value in zip(others, ticket.other_init):
+    by_key = {p.key: p for p in prunables}
+    for saved_key, key in mapping.items():
+        p = by_key[key]
+        init = ticket.init[saved_key]
+        rewind = ticket.rewind.get(saved_key, init)
+        p.snapshots[INIT].assign(init)
+        p.snapshots[REWIND].assign(rewind)
+        mask = ticket.masks[saved_key]
+        p.state.mask.assign(mask.astype("float32"))
+        start = rewind if at == REWIND else init
+        p.variable.assign(start * mask.astype(start.dtype))
+    if values is not None:
+        for variable, value in zip(others, values):
             variable.assign(value)
     return model
+
+
+def _align_candidates(path, ticket, model):
+    saved = {e["key"]: tuple(e["shape"]) for e in ticket.metadata["weights"]}
+    candidates = {key: tuple(v.shape) for key, v, _ in wrapping.prunable_candidates(model)}
+    try:
+        mapping, _ = masks_lib.align(saved, candidates)
+    except ValueError as error:
+        raise TicketError(f"Ticket {path} does not fit model '{model.name}': {error}") from None
+    return mapping

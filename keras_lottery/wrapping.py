@@ -1,264 +1,520 @@
-"""Entry and exit: `wrap` a model for IMP, `strip` the wrappers off a ticket.
+"""Entry and exit: `wrap` a model for pruning (in place), read and write its
+masks, and `strip` a plain copy off it.
 
-Both rebuild the model with `keras.models.clone_model` (recursing into nested
-Sequential/functional models) and copy every weight over, so the result
-computes exactly what the input computed.
+`wrap` finds every prunable variable of a model at any depth (see
+`keras_lottery.registry`: kernels of Dense, EinsumDense, convolution and RNN
+layers, embeddings; inside attention layers, transformer blocks, KerasHub
+backbones, nested and subclassed models) and attaches lottery state next to
+each (`keras_lottery.weight_state`). Nothing is rebuilt or cloned: the model
+keeps its class, layers and weights, as with Keras' `model.quantize(...)`.
+Mask keys are the weights' paths within the model (`keras_lottery.masks`).
 """
+
+import contextlib
+import dataclasses
 
 import keras
 import numpy as np
 from keras import ops
 
+from keras_lottery import keras_internals
+from keras_lottery import layer_tree
+from keras_lottery import masks as masks_lib
 from keras_lottery import registry
-from keras_lottery.wrapper import INIT, REWIND, LotteryWrapper
+from keras_lottery import weight_state
+from keras_lottery.mask_constraint import MaskConstraint
+from keras_lottery.weight_state import WeightState
+
+
+@dataclasses.dataclass(frozen=True)
+class PrunableWeight:
+    """One pruned variable of a model and its lottery state.
+
+    Attributes:
+        key: the mask key (the weight's path within the model; see
+            `keras_lottery.masks`).
+        variable: the `keras.Variable` itself.
+        owner: the layer that owns it.
+        state: its `WeightState` (`mask`, `snapshots`).
+
+    Example:
+    >>> model = wrap(keras.Sequential([keras.Input((3,)), keras.layers.Dense(2, name="fc")], name="net"))
+    >>> [(p.key, p.name, p.shape) for p in prunable_weights(model)]
+    [('fc/kernel', 'kernel', (3, 2))]
+    """
+
+    key: str
+    variable: object
+    owner: object
+    state: object
+
+    @property
+    def name(self):
+        return registry.short_name(self.variable)
+
+    @property
+    def mask(self):
+        return self.state.mask
+
+    @property
+    def snapshots(self):
+        return self.state.snapshots
+
+    @property
+    def shape(self):
+        return tuple(self.variable.shape)
 
 
 def wrap(model, exclude=None, snapshots_on_host=False):
-    """Returns a copy of `model` whose prunable layers are `LotteryWrapper`s.
+    """Makes every prunable variable of `model` prunable, in place.
 
-    The copy has the same weights as `model`; those become θ0 (the snapshot
-    rewinding returns to). Works for Sequential and functional models and for
-    models nested inside them. Subclassed models cannot be rebuilt: wrap their
-    layers with `LotteryWrapper` in `__init__` instead.
+    Each prunable variable gets a mask (all ones), θ0 and θk (both its current
+    value) and a constraint that keeps its pruned entries at zero after every
+    optimizer update. Variables that are already prunable (inside a
+    `LotteryWrapper`) keep their state. Under `tf.distribute`, call it inside
+    `strategy.scope()`. Calling it before or after `compile` both work.
 
     Args:
-        model: a Sequential or functional `keras.Model`.
-        exclude: layers to leave dense: a list of layer names, or a callable
-            `layer -> bool` that returns True for layers to skip.
+        model: a built `keras.Model` of any kind (Sequential, functional,
+            nested, subclassed, KerasHub) or a built layer.
+        exclude: what to leave dense: a pattern or list of patterns (a mask
+            key, a layer name or path, or a glob, see
+            `keras_lottery.masks.matches`), or a callable `layer -> bool`
+            that returns True for layers to skip (with all their sublayers).
         snapshots_on_host: keep θ0/θk in host memory instead of as device
-            variables (see `LotteryWrapper`).
+            variables (see `keras_lottery.weight_state`).
 
     Returns:
-        A new `keras.Model`.
+        `model` itself.
 
     Example:
-    >>> model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(4),
-    ...                           keras.layers.Dense(2, name="out")])
-    >>> wrapped = wrap(model, exclude=["out"])
-    >>> [type(l).__name__ for l in wrapped.layers]
-    ['LotteryWrapper', 'Dense']
-    """
-    _check_model(model, "wrap")
-    if find_wrappers(model):
-        raise ValueError(
-            f"Model '{model.name}' already contains LotteryWrapper layers: "
-            "wrap a model only once (call keras_lottery.strip(model) first "
-            "to start over from its current weights)."
-        )
-    skip = _exclusion_predicate(model, exclude)
-    pairs = []
-
-    def clone_layer(layer):
-        clone = layer.__class__.from_config(layer.get_config())
-        pairs.append((layer, clone))
-        if registry.is_prunable(layer) and not skip(layer):
-            return LotteryWrapper(clone, snapshots_on_host=snapshots_on_host)
-        return clone
-
-    new_model = _clone(model, clone_layer)
-    _copy_weights(pairs)
-    wrappers = find_wrappers(new_model)
-    if not wrappers:
-        raise ValueError(
-            f"Model '{model.name}' has no prunable layers (after exclusions). "
-            "keras_lottery prunes Dense, EinsumDense, Conv*, DepthwiseConv*, "
-            "SeparableConv* and Embedding layers; register other layer types "
-            "with keras_lottery.register_prunable()."
-        )
-    for wrapper in wrappers:
-        if wrapper.built:
-            # θ0 and θk are the model's weights as they were handed to us.
-            wrapper.take_snapshot(INIT)
-            wrapper.take_snapshot(REWIND)
-    return new_model
-
-
-def strip(model):
-    """Returns a plain Keras model with the masked weights baked in.
-
-    Every `LotteryWrapper` is replaced by the layer it wraps, holding
-    `weights * mask`; the result's outputs equal the wrapped model's exactly
-    and it carries no masks or snapshots (ready for `model.export`).
-
-    Args:
-        model: a built model that contains `LotteryWrapper` layers.
-
-    Returns:
-        A new `keras.Model`.
-
-    Example:
-    >>> model = wrap(keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)]))
-    >>> [type(l).__name__ for l in strip(model).layers]
-    ['Dense']
-    """
-    _check_model(model, "strip")
-    if not model.built:
-        raise ValueError(
-            f"Model '{model.name}' is not built, so it has no weights to "
-            "strip. Build it first (call it on data or "
-            "`model.build(input_shape)`)."
-        )
-    pairs = []
-
-    def clone_layer(layer):
-        source = layer.layer if isinstance(layer, LotteryWrapper) else layer
-        clone = source.__class__.from_config(source.get_config())
-        pairs.append((layer, clone))
-        return clone
-
-    new_model = _clone(model, clone_layer)
-    for original, clone in pairs:
-        if isinstance(original, LotteryWrapper):
-            _copy_masked(original, clone)
-        elif original.built:
-            clone.set_weights(original.get_weights())
-    return new_model
-
-
-def find_wrappers(model):
-    """All `LotteryWrapper` layers of `model`, nested models included, in
-    model order.
-
-    Example:
-    >>> model = wrap(keras.Sequential([keras.Input((3,)),
-    ...                               keras.layers.Dense(2, name="fc")]))
-    >>> [w.name for w in find_wrappers(model)]
-    ['fc']
-    """
-    seen = set()
-    wrappers = []
-    for layer in model._flatten_layers(include_self=False, recursive=True):
-        if isinstance(layer, LotteryWrapper) and id(layer) not in seen:
-            seen.add(id(layer))
-            wrappers.append(layer)
-    return wrappers
-
-
-def _copy_masked(wrapper, clone):
-    masks = {id(p.variable): p.mask for p in wrapper.prunable_weights}
-    values = []
-    for variable in wrapper.layer.weights:
-        value = ops.convert_to_numpy(variable.value)
-        if id(variable) in masks:
-            mask = ops.convert_to_numpy(masks[id(variable)].value)
-            value = value * mask.astype(value.dtype)
-        values.append(value)
-    clone.set_weights(values)
-
-
-def _copy_weights(pairs):
-    for original, clone in pairs:
-        if not original.built:
-            continue
-        if not clone.built:
-            raise ValueError(
-                f"Layer '{original.name}' could not be rebuilt with its "
-                "weights. Build the model on an input shape before wrapping."
-            )
-        clone.set_weights(original.get_weights())
-
-
-def _clone(model, clone_layer):
-    # Subclassed models never get here: _check_model refused them.
-    return keras.models.clone_model(model, clone_function=clone_layer, recursive=True)
-
-
-def _is_subclassed(model):
-    return not isinstance(model, (keras.Sequential,)) and not _is_functional(model)
-
-
-def _is_functional(model):
-    return hasattr(model, "_operations") and hasattr(model, "_inputs_struct")
-
-
-def _check_model(model, verb):
-    if not isinstance(model, keras.Model):
-        raise TypeError(
-            f"keras_lottery.{verb} expects a keras.Model; received {model!r} "
-            f"of type {type(model).__name__}. For a single layer use "
-            "keras_lottery.LotteryWrapper(layer)."
-        )
-    if _is_subclassed(model):
-        raise ValueError(
-            f"keras_lottery.{verb} cannot rebuild the subclassed model "
-            f"'{model.name}' ({type(model).__name__}). Wrap its prunable "
-            "layers yourself in __init__, e.g. "
-            "`self.fc = keras_lottery.LotteryWrapper(keras.layers.Dense(300))`; "
-            "the IMP callback and sparsity_report work on such models "
-            "unchanged."
-        )
-
-
-def _exclusion_predicate(model, exclude):
-    if exclude is None:
-        return lambda layer: False
-    if callable(exclude):
-        return exclude
-    if isinstance(exclude, str):
-        exclude = [exclude]
-    names = set(exclude)
-    known = {layer.name for layer in model._flatten_layers(include_self=False)}
-    unknown = sorted(names - known)
-    if unknown:
-        raise ValueError(
-            f"`exclude` names layers that model '{model.name}' does not have: "
-            f"{unknown}. Its layers: {sorted(known)}."
-        )
-    return lambda layer: layer.name in names
-
-
-def layer_masks(model):
-    """`{"layer/weight": bool array}` for every wrapped weight of `model`.
-
-    Example:
-    >>> model = wrap(keras.Sequential([keras.Input((3,)),
-    ...                               keras.layers.Dense(2, name="fc")]))
-    >>> sorted(layer_masks(model))
+    >>> model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(4, name="fc"),
+    ...                           keras.layers.Dense(2, name="out")], name="net")
+    >>> model = wrap(model, exclude=["out"])
+    >>> [p.key for p in prunable_weights(model)]
     ['fc/kernel']
     """
-    masks = {}
-    for wrapper in find_wrappers(model):
-        for name, mask in wrapper.get_masks().items():
-            masks[f"{wrapper.name}/{name}"] = mask
-    return masks
+    if not isinstance(model, keras.layers.Layer):
+        raise TypeError(
+            f"keras_lottery.wrap expects a keras.Model (or a layer); received "
+            f"{model!r} of type {type(model).__name__}. For a layer you build "
+            "yourself, use keras_lottery.LotteryWrapper(layer)."
+        )
+    _require_built(model, "wrap")
+    candidates = _candidates(model)
+    skip = _exclusion(model, exclude, candidates)
+    chosen = [c for c in candidates if not skip(c)]
+    if not chosen:
+        raise ValueError(
+            f"Model '{model.name}' has no prunable weights"
+            f"{' left after exclude' if exclude is not None else ''}. keras_lottery "
+            "prunes the kernels of Dense, EinsumDense, convolution and RNN "
+            "layers and embeddings, at any depth; make other layers prunable "
+            "with keras_lottery.register_prunable() or a get_prunable_weights() "
+            "method."
+        )
+    for candidate in chosen:
+        if weight_state.state_of(candidate.owner, candidate.variable) is None:
+            with _name_scope(candidate.variable):
+                state = weight_state.attach(
+                    candidate.owner, candidate.variable, snapshots_on_host=snapshots_on_host
+                )
+            keras_internals.check_distributed_like(model, candidate.variable, state.mask)
+    _entries(model)  # refuse ambiguous keys now, not at the first round end
+    enable(model)
+    return model
 
 
-def set_layer_masks(model, masks):
-    """Assigns `{"layer/weight": bool array}` masks to a wrapped model.
+def enable(model):
+    """Prepares `model` for training with masks on the current backend: on
+    JAX its train step hands the masks to their constraints, and traced
+    train functions are dropped so they trace again with the constraints.
+    `wrap` and the keras_lottery callbacks call it; call it yourself only to
+    train, on JAX and without a keras_lottery callback, a model whose layers
+    you wrapped with `LotteryWrapper`.
 
     Example:
-    >>> model = wrap(keras.Sequential([keras.Input((3,)),
-    ...                               keras.layers.Dense(2, name="fc")]))
-    >>> set_layer_masks(model, {"fc/kernel": np.ones((3, 2), bool)})
+    >>> model = wrap(keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)], name="net"))
+    >>> enable(model)
     """
-    by_layer = {}
-    for key, mask in masks.items():
-        layer_name, _, weight_name = key.rpartition("/")
-        by_layer.setdefault(layer_name, {})[weight_name] = mask
-    wrappers = {w.name: w for w in find_wrappers(model)}
-    unknown = sorted(set(by_layer) - set(wrappers))
+    install_mask_feed(model)
+    keras_internals.forget_compiled_functions(model)
+
+
+def install_mask_feed(model):
+    """On JAX, makes the train step of `model` (the model `fit` is called on)
+    hand the masks to their constraints; a no-op on other backends. The
+    keras_lottery callbacks call it in `on_train_begin`.
+
+    Example:
+    >>> install_mask_feed(keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)], name="net"))
+    """
+    keras_internals.install_jax_mask_feed(model, lambda: _constraints(model))
+
+
+def prunable_weights(model):
+    """The `PrunableWeight`s of a model (or layer), in model order.
+
+    Example:
+    >>> model = wrap(keras.Sequential([keras.Input((3,)), keras.layers.Dense(2, name="fc")], name="net"))
+    >>> [p.key for p in prunable_weights(model)]
+    ['fc/kernel']
+    """
+    return [
+        PrunableWeight(key, entry.state.target, entry.owner, entry.state)
+        for key, entry in _entries(model).items()
+    ]
+
+
+def has_lottery_state(model):
+    """Whether any variable of `model` is prunable (was wrapped).
+
+    Example:
+    >>> has_lottery_state(keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)], name="net"))
+    False
+    """
+    return any(isinstance(layer, WeightState) for layer, _ in layer_tree.walk(model))
+
+
+def get_masks(model):
+    """`{key: bool array}` of every pruned variable of `model`.
+
+    Example:
+    >>> model = wrap(keras.Sequential([keras.Input((3,)), keras.layers.Dense(2, name="fc")], name="net"))
+    >>> {k: v.shape for k, v in get_masks(model).items()}
+    {'fc/kernel': (3, 2)}
+    """
+    return {p.key: p.state.mask_array() for p in prunable_weights(model)}
+
+
+def set_masks(model, masks):
+    """Assigns masks (for some or all keys) and zeroes the weights they prune.
+
+    Example:
+    >>> model = wrap(keras.Sequential([keras.Input((3,)), keras.layers.Dense(2, name="fc")], name="net"))
+    >>> set_masks(model, {"fc/kernel": np.zeros((3, 2), bool)})
+    >>> float(np.abs(keras.ops.convert_to_numpy(model.layers[0].kernel)).sum())
+    0.0
+    """
+    by_key = {p.key: p for p in prunable_weights(model)}
+    unknown = sorted(set(masks) - set(by_key))
     if unknown:
         raise ValueError(
-            f"Masks name layers the model has no wrapper for: {unknown}. "
-            f"Wrapped layers: {sorted(wrappers)}."
+            f"Masks name weights that model '{model.name}' does not prune: "
+            f"{unknown[:6]}. Its pruned weights: {list(by_key)[:12]}."
         )
-    for layer_name, layer_masks_ in by_layer.items():
-        wrappers[layer_name].set_masks(layer_masks_)
+    masks_lib.check(masks, {key: by_key[key].shape for key in masks})
+    keras_internals.sync_jax_state(model)
+    for key, mask in masks.items():
+        p = by_key[key]
+        p.state.mask.assign(np.asarray(mask, "float32"))
+        values = ops.convert_to_numpy(p.variable.value)
+        p.variable.assign(values * np.asarray(mask, values.dtype))
+
+
+def read_weights(model):
+    """`{key: array}`: the current values of the pruned variables.
+
+    Example:
+    >>> model = wrap(keras.Sequential([keras.Input((3,)), keras.layers.Dense(2, name="fc")], name="net"))
+    >>> read_weights(model)["fc/kernel"].shape
+    (3, 2)
+    """
+    keras_internals.sync_jax_state(model)
+    return {p.key: ops.convert_to_numpy(p.variable.value) for p in prunable_weights(model)}
 
 
 def non_pruned_weights(model):
-    """The model's weights that no wrapper prunes or holds (biases,
-    normalisation parameters and statistics, unwrapped layers), in model order.
+    """The model's weights that are neither pruned nor lottery state (biases,
+    normalisation parameters and statistics, excluded layers), in model
+    order: what rewinding to θ0 resets besides the pruned weights.
 
     Example:
-    >>> model = wrap(keras.Sequential([keras.Input((3,)),
-    ...                               keras.layers.Dense(2, name="fc")]))
-    >>> [v.name for v in non_pruned_weights(model)]
-    ['bias']
+    >>> model = wrap(keras.Sequential([keras.Input((3,)), keras.layers.Dense(2, name="fc")], name="net"))
+    >>> [v.path for v in non_pruned_weights(model)]
+    ['net/fc/bias']
     """
-    excluded = set()
-    for wrapper in find_wrappers(model):
-        for p in wrapper.prunable_weights:
-            excluded.update({id(p.variable), id(p.mask)})
-            excluded.update(id(s) for s in p.snapshots.values())
-    return [v for v in model.weights if id(v) not in excluded]
+    taken = set()
+    for p in prunable_weights(model):
+        taken.add(id(p.variable))
+        taken.update(id(v) for v in p.state.variables)
+    return [v for v in model.weights if id(v) not in taken]
+
+
+def plain_weights(model):
+    """`model.weights` without the lottery state: the weights a plain copy of
+    the model has, in the same order (pruned weights hold zeros where their
+    masks prune).
+
+    Example:
+    >>> model = wrap(keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)], name="net"))
+    >>> len(plain_weights(model)), len(model.weights)
+    (2, 5)
+    """
+    state = set()
+    for p in prunable_weights(model):
+        state.update(id(v) for v in p.state.variables)
+    return [v for v in model.weights if id(v) not in state]
+
+
+def strip(model, dtype=None):
+    """A plain copy of `model`: same class, layers and weights, pruned weights
+    baked in as zeros, no lottery state; its outputs equal the model's.
+
+    The copy is rebuilt from the model's config, as Keras' `.keras` loading
+    does: functional, Sequential, nested and KerasHub models always have one;
+    a subclassed model needs `get_config` (Keras derives it when `__init__`
+    takes only plain arguments). `LotteryWrapper` layers are replaced by the
+    layers they wrap.
+
+    Args:
+        model: a built model, wrapped or not.
+        dtype: None, or a dtype policy name every layer of the copy gets
+            (e.g. "float32": a mixed-precision model becomes float32 for
+            export).
+
+    Returns:
+        A new `keras.Model`.
+
+    Example:
+    >>> model = wrap(keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)], name="net"))
+    >>> plain = strip(model)
+    >>> has_lottery_state(plain), len(plain.weights)
+    (False, 2)
+    """
+    _require_built(model, "strip")
+    config = keras.saving.serialize_keras_object(model)
+    config = _unwrap_config(config)
+    if dtype is not None:
+        config = _with_dtype_policy(config, dtype)
+    # The classes of the model's own layers rebuild it even when they are not
+    # registered as serializable (they are at hand: the model holds them).
+    classes = {type(layer).__name__: type(layer) for layer, _ in layer_tree.walk(model)}
+    try:
+        with keras.saving.custom_object_scope(classes):
+            copy = keras.saving.deserialize_keras_object(config)
+        if not copy.built:
+            copy.build_from_config(model.get_build_config())
+    except Exception as error:  # noqa: BLE001 - any failure to rebuild
+        raise ValueError(
+            f"keras_lottery.strip copies a model through its config, and model "
+            f"'{model.name}' ({type(model).__name__}) cannot be rebuilt from it "
+            f"({type(error).__name__}: {error}). Give the class a get_config() "
+            "that returns its __init__ arguments (Keras' `.keras` saving needs "
+            "the same)."
+        ) from error
+    for p in prunable_weights(copy):  # LotteryWrappers a subclassed model re-creates
+        weight_state.detach(p.owner, p.variable)
+    keras_internals.sync_jax_state(model)
+    sources = plain_weights(model)
+    targets = copy.weights
+    if [tuple(v.shape) for v in targets] != [tuple(v.shape) for v in sources]:
+        raise ValueError(
+            f"The copy of model '{model.name}' has {len(targets)} weights, the "
+            f"model {len(sources)} (or their shapes differ): its config does "
+            "not rebuild the same model."
+        )
+    for target, source in zip(targets, sources):
+        target.assign(ops.convert_to_numpy(source.value))
+    return copy
+
+
+def load_model(path, exclude=None, snapshots_on_host=False, **kwargs):
+    """Loads a `.keras` file saved from a wrapped model, with its masks, θ0
+    and θk.
+
+    `keras.models.load_model` alone gives the plain model (its pruned weights
+    are zeros, its lottery state is not rebuilt: Keras rebuilds layers from
+    their configs). This loads it, wraps it again with the same options and
+    reads the lottery state back from the file.
+
+    Args:
+        path: a `.keras` file written by `model.save` of a wrapped model.
+        exclude, snapshots_on_host: as given to `wrap` when the model was
+            wrapped.
+        **kwargs: passed to `keras.models.load_model`.
+
+    Returns:
+        The wrapped model.
+
+    Example:
+    >>> import os, tempfile
+    >>> model = wrap(keras.Sequential([keras.Input((3,)), keras.layers.Dense(2, name="fc")]))
+    >>> path = os.path.join(tempfile.mkdtemp(), "m.keras")
+    >>> model.save(path)
+    >>> [p.key for p in prunable_weights(load_model(path))]
+    ['fc/kernel']
+    """
+    model = keras.models.load_model(path, **kwargs)
+    if has_lottery_state(model):
+        return model  # LotteryWrapper layers rebuilt their state already
+    wrap(model, exclude=exclude, snapshots_on_host=snapshots_on_host)
+    saved = keras_internals.saved_state_count(path, weight_state.ATTRIBUTE_PREFIX)
+    try:
+        if saved != len(prunable_weights(model)):
+            raise ValueError(
+                f"the file holds lottery state for {saved} weights, the model "
+                f"prunes {len(prunable_weights(model))}"
+            )
+        model.load_weights(path)
+    except Exception as error:  # noqa: BLE001 - Keras raises several types here
+        raise ValueError(
+            f"{path} does not hold the lottery state of model '{model.name}' as "
+            f"wrapped now ({type(error).__name__}: {str(error)[:300]}). Was it "
+            "saved from a wrapped model, with the same exclude= and "
+            "snapshots_on_host=? A plain (or stripped) model's file loads with "
+            "keras.models.load_model."
+        ) from error
+    return model
+
+
+def prunable_candidates(model):
+    """`[(key, variable, owner layer)]` of every variable `wrap` would make
+    prunable (with or without lottery state), in model order.
+
+    Example:
+    >>> model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2, name="fc")], name="net")
+    >>> [key for key, _, _ in prunable_candidates(model)]
+    ['fc/kernel']
+    """
+    return [(c.key, c.variable, c.owner) for c in _candidates(model)]
+
+
+# ------------------------------------------------------------------ helpers
+
+
+@dataclasses.dataclass(frozen=True)
+class _Candidate:
+    key: str
+    owner: object
+    ancestors: tuple
+    variable: object
+
+
+@dataclasses.dataclass(frozen=True)
+class _Entry:
+    owner: object
+    state: object
+
+
+def _require_built(model, verb):
+    if not model.built:
+        raise ValueError(
+            f"keras_lottery.{verb}: model '{model.name}' is not built, so its "
+            "weights do not exist yet. Give it an input shape first: start a "
+            "Sequential with keras.Input(shape), call model.build(input_shape), "
+            "or call the model on a batch."
+        )
+
+
+def _key(ancestors, owner, variable):
+    """The weight's path within the model: the names of the layers that
+    enclose it below the model itself (a `LotteryWrapper` is transparent),
+    its owner's name and its own name."""
+    enclosing = ancestors[1:] + (owner,) if ancestors else ()
+    names = [layer.name for layer in enclosing if type(layer).__name__ != "LotteryWrapper"]
+    return "/".join(names + [registry.short_name(variable)])
+
+
+def _candidates(model):
+    found, seen = [], set()
+    for layer, ancestors in layer_tree.walk(model):
+        if isinstance(layer, WeightState):
+            continue
+        for _, variable in registry.prunable_variables(layer):
+            if id(variable) in seen:
+                continue
+            seen.add(id(variable))
+            found.append(_Candidate(_key(ancestors, layer, variable), layer, ancestors, variable))
+    _refuse_repeated_keys(model, [c.key for c in found])
+    return found
+
+
+def _entries(model):
+    """`{key: _Entry}` of the model's lottery state, in model order."""
+    found = []
+    for layer, ancestors in layer_tree.walk(model):
+        if isinstance(layer, WeightState):
+            owner = ancestors[-1]
+            found.append((_key(ancestors[:-1], owner, layer.target), owner, layer))
+    _refuse_repeated_keys(model, [key for key, _, _ in found])
+    return {key: _Entry(owner, state) for key, owner, state in found}
+
+
+def _refuse_repeated_keys(model, keys):
+    repeated = sorted({key for key in keys if keys.count(key) > 1})
+    if repeated:
+        raise ValueError(
+            f"Prunable weights of model '{model.name}' share the keys {repeated[:4]} "
+            "(layers of the same name inside the same parent). Give those layers "
+            "distinct names."
+        )
+
+
+def _exclusion(model, exclude, candidates):
+    if exclude is None:
+        return lambda candidate: False
+    if callable(exclude):
+        return lambda c: bool(exclude(c.owner)) or any(bool(exclude(a)) for a in c.ancestors[1:])
+    patterns = [exclude] if isinstance(exclude, str) else list(exclude)
+    for pattern in patterns:
+        if not isinstance(pattern, str):
+            raise TypeError(
+                f"exclude takes layer names, paths or globs (strings) or a "
+                f"callable; received {pattern!r}."
+            )
+        if not any(_excluded_by(pattern, c) for c in candidates):
+            names = sorted({c.owner.name for c in candidates})
+            raise ValueError(
+                f"exclude={pattern!r} selects none of the prunable weights of model "
+                f"'{model.name}'. Prunable weights: {[c.key for c in candidates][:10]} "
+                f"(layers {names[:10]})."
+            )
+    return lambda c: any(_excluded_by(pattern, c) for pattern in patterns)
+
+
+def _excluded_by(pattern, candidate):
+    if masks_lib.matches(pattern, candidate.key):
+        return True
+    return any(layer.name == pattern for layer in candidate.ancestors[1:])
+
+
+def _constraints(model):
+    return [
+        p.variable.constraint
+        for p in prunable_weights(model)
+        if isinstance(p.variable.constraint, MaskConstraint)
+    ]
+
+
+def _name_scope(variable):
+    # The state's variables get paths next to the weight's:
+    # "<layer path>/kernel_lottery/mask", whatever scopes are open.
+    parent, _, last = masks_lib.layer_of(variable.path).rpartition("/")
+    if not last:
+        return contextlib.nullcontext()
+    return keras.name_scope(last, override_parent=parent)
+
+
+def _unwrap_config(config):
+    if isinstance(config, list):
+        return [_unwrap_config(item) for item in config]
+    if not isinstance(config, dict):
+        return config
+    if config.get("class_name") == "LotteryWrapper" and isinstance(config.get("config"), dict):
+        inner = dict(_unwrap_config(config["config"]["layer"]))
+        for key in ("name", "inbound_nodes"):
+            if key in config:
+                inner[key] = config[key]
+        return inner
+    return {key: _unwrap_config(value) for key, value in config.items()}
+
+
+def _with_dtype_policy(config, dtype):
+    if isinstance(config, list):
+        return [_with_dtype_policy(item, dtype) for item in config]
+    if not isinstance(config, dict):
+        return config
+    if config.get("class_name") == "DTypePolicy" and isinstance(config.get("config"), dict):
+        return {**config, "config": {**config["config"], "name": dtype}}
+    return {key: _with_dtype_policy(value, dtype) for key, value in config.items()}

@@ -29,8 +29,8 @@ SCRIPT = textwrap.dedent(
     imp = kl.IterativeMagnitudePruning(rounds=3, epochs_per_round=1, schedule=schedule,
                                        verbose=0)
     model.fit(np.random.rand(32, 8), np.random.rand(32, 2), epochs=3, callbacks=[imp], verbose=0)
-    kernel = keras.ops.convert_to_numpy(model.get_layer("fc").layer.kernel)
-    mask = model.get_layer("fc").get_masks()["kernel"]
+    kernel = keras.ops.convert_to_numpy(model.get_layer("fc").kernel)
+    mask = kl.get_masks(model)["fc/kernel"]
     tensorflow_imported = sys.modules.get("tensorflow") is not None
     error = None
     try:

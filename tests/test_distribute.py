@@ -62,8 +62,8 @@ def _check_mirrored(replicas):
         assert a.keys() == b.keys()
         for key in a:
             np.testing.assert_array_equal(a[key], b[key])
-    for wm, ws in zip(kl.find_wrappers(mirrored), kl.find_wrappers(single)):
-        for pm, ps in zip(wm.prunable_weights, ws.prunable_weights):
+    for pm, ps in zip(kl.prunable_weights(mirrored), kl.prunable_weights(single)):
+        if True:
             np.testing.assert_allclose(
                 keras.ops.convert_to_numpy(pm.variable.value),
                 keras.ops.convert_to_numpy(ps.variable.value), atol=1e-4,
@@ -78,6 +78,14 @@ def _check_mirrored(replicas):
             mask = keras.ops.convert_to_numpy(pm.mask.value) > 0.5
             assert np.all(values[~mask] == 0)
     assert imp_m.rewind_step == imp_s.rewind_step == 3
+
+
+def test_wrap_outside_the_strategy_scope_is_refused():
+    strategy = mirrored_strategy(2)
+    with strategy.scope():
+        model = mlp()
+    with pytest.raises(ValueError, match="strategy.scope"):
+        kl.wrap(model)
 
 
 @pytest.mark.parametrize("compile_kwargs", [{"steps_per_execution": 4}, {"jit_compile": True}])

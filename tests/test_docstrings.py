@@ -15,7 +15,8 @@ MODULES = sorted(
 )
 
 
-TENSORFLOW_ONLY = {"keras_lottery.export", "keras_lottery.multi_worker", "keras_lottery.tflite_csr"}
+TENSORFLOW_ONLY = {"keras_lottery.export", "keras_lottery.multi_worker", "keras_lottery.tflite_csr",
+                   "keras_lottery.tfmot_interop"}
 
 
 @pytest.mark.parametrize("module_name", ["keras_lottery", *MODULES])

@@ -115,6 +115,20 @@ def test_lenet_end_to_end_then_export(tmp_path):
     rows = _check_run(out, ["ticket", "reinit", "random_prune"])
     ticket = [r for r in rows if r["arm"] == "ticket" and r["trial"] == 0]
     assert [round(r["density"], 4) for r in ticket] == [1.0, 0.802, 0.6434]
+    # The controls start from the ticket's trained round 0: shared, equal rows.
+    for trial in (0, 1):
+        round0 = {r["arm"]: r for r in rows if r["trial"] == trial and r["round"] == 0}
+        assert [round0[a]["shared"] for a in ("ticket", "reinit", "random_prune")] == [False, True, True]
+        assert round0["reinit"]["test_accuracy_end"] == round0["ticket"]["test_accuracy_end"]
+        assert all(not r["shared"] for r in rows if r["trial"] == trial and r["round"] > 0)
+    assert "shared" in result.stdout
+    # Every round's ticket is a file; the controls follow their masks.
+    import keras_lottery as kl
+
+    for r in range(3):
+        ticket_file = kl.read_ticket(str(out / "trial0" / "tickets" / f"round{r}.npz"))
+        assert ticket_file.metadata["round"] == r
+        assert round(ticket_file.density, 4) == round(ticket[r]["density"], 4)
     table_header = next(l for l in result.stdout.splitlines() if l.strip().startswith("round"))
     for column in ("% remaining", "ticket acc", "reinit acc", "random_prune acc", "early-stop iter"):
         assert column in table_header
@@ -142,6 +156,10 @@ def test_lenet_end_to_end_then_export(tmp_path):
     # Other flags on the same directory are refused, listing the difference.
     other = _run("lenet.py", "--rounds=4", "--iterations=20", "--eval_every=10", f"--output_dir={out}")
     assert other.returncode != 0 and "rounds" in other.stderr and "Traceback" not in other.stderr
+    for changed in ("--rate=0.5", "--output_rate=0.3"):
+        other = _run("lenet.py", *TINY, changed, f"--output_dir={out}")
+        name = changed[2:].split("=")[0]
+        assert other.returncode != 0 and f"{name}: on disk" in other.stderr, other.stderr[-2000:]
 
     exported = _run("export_ticket.py", f"--run_dir={out}")
     assert exported.returncode == 0, exported.stderr[-3000:]
@@ -219,13 +237,16 @@ def test_lenet_rejects_bad_flags(tmp_path, args, message):
 
 def test_conv2_on_mock_cifar(tmp_path):
     out = tmp_path / "conv"
-    result = _run("conv.py", "--depth=2", "--rounds=2", "--iterations=10", "--eval_every=10",
-                  "--controls=reinit", "--export=false", f"--output_dir={out}", mock_tfds=60)
+    flags = ["--depth=2", "--rounds=2", "--iterations=10", "--eval_every=10",
+             "--controls=reinit", "--export=false", f"--output_dir={out}"]
+    result = _run("conv.py", *flags, mock_tfds=60)
     assert result.returncode == 0, result.stderr[-3000:]
     rows = _check_run(out, ["ticket", "reinit"], rounds=2, trials=1)
     ticket = [r for r in rows if r["arm"] == "ticket"]
     # conv layers prune 10%, fc 20%, output 10%: overall density strictly between.
     assert 0.8 < ticket[1]["density"] < 0.9
+    other = _run("conv.py", *flags, "--learning_rate=0.01", mock_tfds=60)
+    assert other.returncode != 0 and "learning_rate: on disk" in other.stderr
 
 
 def test_resnet20_on_mock_cifar_with_rewinding(tmp_path):
@@ -237,7 +258,60 @@ def test_resnet20_on_mock_cifar_with_rewinding(tmp_path):
     rows = _check_run(out, ["ticket"], rounds=2, trials=1)
     config = json.loads((out / "config.json").read_text())
     assert config["scope"] == "global" and config["rewind_to"] == "3"
+    assert config["warmup"] == 0 and config["weight_decay"] == 1e-4 and config["rate"] == 0.2
     assert rows[1]["density"] < 1.0
+    other = _run("resnet20.py", "--rounds=2", "--iterations=10", "--eval_every=10",
+                 "--rewind_to=3", "--controls=", "--batch_size=8", "--export=false",
+                 "--weight_decay=0.001", f"--output_dir={out}", mock_tfds=60)
+    assert other.returncode != 0 and "weight_decay: on disk" in other.stderr
+
+
+@pytest.mark.parametrize("script", ["lenet.py", "conv.py", "resnet20.py"])
+def test_help_lists_every_flag_and_exits_zero(script):
+    result = _run(script, "--help")
+    assert result.returncode == 0, result.stderr[-2000:]
+    for flag in ("--rounds", "--iterations", "--eval_every", "--controls", "--rewind_to",
+                 "--seed", "--output_dir", "--steps_per_execution", "--distribute", "--trials"):
+        assert flag in result.stdout, flag
+    own = {"lenet.py": ["--rate", "--output_rate"], "conv.py": ["--depth"],
+           "resnet20.py": ["--warmup", "--weight_decay", "--rate", "--model"]}[script]
+    for flag in own:
+        assert flag in result.stdout, flag
+    assert "Traceback" not in result.stderr
+
+
+def test_every_flag_is_part_of_the_run_settings(tmp_path):
+    """A flag added to a script is compared on resume without being listed
+    anywhere: the settings are derived from the flag definitions."""
+    from absl import app, flags
+
+    import run_config
+    from run_directory import RunDirectory
+
+    values = flags.FlagValues()
+    for name, default in (("rounds", 3), ("iterations", 20), ("eval_every", 10),
+                          ("batch_size", 60), ("seed", 0), ("trials", 1)):
+        flags.DEFINE_integer(name, default, "", flag_values=values, module_name="experiment")
+    for name, default in (("rewind_to", "init"), ("output_dir", str(tmp_path)),
+                          ("distribute", "none"), ("dataset", "digits")):
+        flags.DEFINE_string(name, default, "", flag_values=values, module_name="experiment")
+    flags.DEFINE_list("controls", [], "", flag_values=values, module_name="experiment")
+    flags.DEFINE_float("epochs_per_round", None, "", flag_values=values, module_name="experiment")
+    flags.DEFINE_integer("steps_per_execution", None, "", flag_values=values, module_name="experiment")
+    flags.DEFINE_bool("jit_compile", None, "", flag_values=values, module_name="experiment")
+    flags.DEFINE_bool("export", True, "", flag_values=values, module_name="experiment")
+    values(["script.py"])
+
+    def settings():
+        return run_config.RunConfig.from_flags("s", values, ["script.py", "experiment"], 100).settings()
+
+    RunDirectory(str(tmp_path)).prepare(settings(), trials=1)
+    flags.DEFINE_float("new_knob", 0.5, "", flag_values=values, module_name="script.py")
+    values(["script.py"])
+    assert settings()["new_knob"] == 0.5
+    assert "output_dir" not in settings() and "export" not in settings()
+    with pytest.raises(app.UsageError, match="new_knob: on disk None, now 0.5"):
+        RunDirectory(str(tmp_path)).prepare(settings(), trials=1)
 
 
 def test_tfds_loader_on_mock_data():

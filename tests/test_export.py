@@ -39,8 +39,20 @@ def test_saved_model_round_trip(tmp_path):
     np.testing.assert_allclose(served, keras.ops.convert_to_numpy(model(x)), atol=1e-5)
     # No masks or snapshots travel.
     assert len(loaded.variables) == 6
-    with pytest.raises(FileExistsError):
+    with pytest.raises(FileExistsError, match="overwrite=True"):
         kl.export_saved_model(model, path)
+    assert kl.export_saved_model(model, path, overwrite=True).max_abs_error <= 1e-5
+
+
+def test_one_overwrite_policy_for_every_export(tmp_path):
+    model = _pruned_mlp(0.3)
+    path = tmp_path / "m.tflite"
+    path.write_bytes(b"keep me")
+    with pytest.raises(FileExistsError, match="overwrite=True"):
+        kl.export_tflite(model, str(path))
+    assert path.read_bytes() == b"keep me"
+    kl.export_tflite(model, str(path), overwrite=True)
+    assert path.read_bytes() != b"keep me"
 
 
 @pytest.mark.parametrize(
@@ -105,7 +117,7 @@ def test_conv_and_depthwise_mobilenet(tmp_path):
         weights=None, input_shape=(32, 32, 3), alpha=0.35, classes=10
     )
     model = kl.wrap(base)
-    kinds = {type(w.layer).__name__ for w in kl.find_wrappers(model)}
+    kinds = {type(p.owner).__name__ for p in kl.prunable_weights(model)}
     assert {"Conv2D", "DepthwiseConv2D", "Dense"} <= kinds
     rng = np.random.default_rng(0)
     kl.set_layer_masks(model, {k: rng.random(m.shape) < 0.2 for k, m in kl.layer_masks(model).items()})

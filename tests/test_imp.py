@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 import keras_lottery as kl
+from keras_lottery import keras_internals
 from keras_lottery import optimizer_state
 from conftest import classification_data
 from conftest import mlp
@@ -36,30 +37,29 @@ def _fit(imp, model=None, optimizer=None, batch_size=16, callbacks=(), **compile
 
 
 class RoundProbe(keras.callbacks.Callback):
-    """Placed after the IMP callback: records the state right after each rewind."""
+    """Placed after the IMP callback: records the state right after each
+    rewind (the IMP callback prunes and rewinds at the start of a round's
+    first epoch)."""
 
     def __init__(self, imp):
         super().__init__()
         self.imp = imp
         self.after_rewind = []
-        self.before_prune = None
 
-    def on_epoch_end(self, epoch, logs=None):
+    def on_epoch_begin(self, epoch, logs=None):
         if self.imp.round == len(self.after_rewind):
             return
-        state = {"weights": {}, "masks": kl.layer_masks(self.model), "init": {}, "rewind": {}}
-        for w in kl.find_wrappers(self.model):
-            for p in w.prunable_weights:
-                key = f"{w.name}/{p.name}"
-                state["weights"][key] = _np(p.variable.value)
-                state["init"][key] = _np(p.snapshots["init"].value)
-                state["rewind"][key] = _np(p.snapshots["rewind"].value)
+        state = {"weights": {}, "masks": kl.get_masks(self.model), "init": {}, "rewind": {}}
+        for p in kl.prunable_weights(self.model):
+            state["weights"][p.key] = _np(p.variable.value)
+            state["init"][p.key] = _np(p.snapshots["init"].value)
+            state["rewind"][p.key] = _np(p.snapshots["rewind"].value)
         state["biases"] = {
-            w.name: _np(w.layer.bias.value) for w in kl.find_wrappers(self.model)
+            p.owner.name: _np(p.owner.bias.value) for p in kl.prunable_weights(self.model)
         }
         opt = self.model.optimizer
-        state["iterations"] = optimizer_state.optimizer_iteration(opt)
-        state["slots"] = [_np(v.value) for v in optimizer_state.slot_variables(opt)]
+        state["iterations"] = optimizer_state.iterations(opt)
+        state["slots"] = [_np(v.value) for v in keras_internals.slot_variables(opt)]
         state["learning_rate"] = float(_np(opt.learning_rate))
         self.after_rewind.append(state)
 
@@ -98,7 +98,7 @@ def test_global_exact_total_and_excluded_layer():
 def test_rewind_to_init_restores_theta0_and_resets_optimizer():
     model = kl.wrap(mlp())
     theta0 = {k: v.copy() for k, v in _snapshot(model, "init").items()}
-    biases0 = {w.name: _np(w.layer.bias.value) for w in kl.find_wrappers(model)}
+    biases0 = {p.owner.name: _np(p.owner.bias.value) for p in kl.prunable_weights(model)}
     imp = kl.IterativeMagnitudePruning(rounds=3, epochs_per_round=2, verbose=0)
     probe = RoundProbe(imp)
     _fit(imp, model=model, callbacks=[probe],
@@ -125,8 +125,8 @@ def test_rewind_to_iteration_k():
         def on_train_batch_end(self, batch, logs=None):
             if not recorded and batch + 1 == 4:
                 recorded.update(_weights(self.model))
-                recorded["iterations"] = optimizer_state.optimizer_iteration(self.model.optimizer)
-                recorded["slots"] = [_np(v.value) for v in optimizer_state.slot_variables(self.model.optimizer)]
+                recorded["iterations"] = optimizer_state.iterations(self.model.optimizer)
+                recorded["slots"] = [_np(v.value) for v in keras_internals.slot_variables(self.model.optimizer)]
 
     imp = kl.IterativeMagnitudePruning(rounds=3, epochs_per_round=2, rewind_to=4, verbose=0)
     probe = RoundProbe(imp)
@@ -160,7 +160,7 @@ def test_learning_rate_rewinding_keeps_trained_weights():
 
     class BeforeImp(keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
-            if epoch == 0:  # end of round 0, before the IMP callback prunes
+            if epoch == 0:  # end of round 0; the IMP callback prunes at the next epoch start
                 trained.update(_weights(self.model))
 
     probe = RoundProbe(imp)
@@ -234,13 +234,15 @@ def test_results_rows_have_required_fields():
         assert row["best_val_loss_step"] in (6, 12, 18)
         assert row["best_val_loss"] <= row["val_loss"]
         assert set(row["layer_density"]) == {"fc0", "fc1", "out"}
+        assert row["monitor"] == "val_loss" and row["epochs"] == 3
 
 
 def test_verbose_prints_one_line_per_round(capsys):
     imp = kl.IterativeMagnitudePruning(rounds=3, epochs_per_round=1, verbose=1)
     _fit(imp)
     lines = [l for l in capsys.readouterr().out.splitlines() if l.startswith("IMP round")]
-    assert len(lines) == 3 and "density 100.00%" in lines[0]
+    assert len(lines) == 3 and "100.00% of weights" in lines[0]
+    assert [l.split(" | ")[0] for l in lines] == ["IMP round 1/3", "IMP round 2/3", "IMP round 3/3"]
 
 
 def test_one_shot_prunes_to_final_target_once():
@@ -257,7 +259,7 @@ def test_polynomial_schedule_drives_densities():
     imp = kl.IterativeMagnitudePruning(rounds=4, epochs_per_round=1, schedule=schedule, verbose=0)
     _fit(imp)
     for r in range(1, 4):
-        target = 1 - schedule.target(r, 0)
+        target = 1 - schedule.target(r, 0, 0)
         assert imp.mask_history[r]["fc0/kernel"].sum() == round(192 * target)
 
 
@@ -345,7 +347,7 @@ def test_tfmot_polynomial_decay_in_subprocess(tmp_path):
         model.fit(x, np.zeros((40, 3)), batch_size=4, epochs=5, callbacks=[imp], verbose=0)
         out = []
         for r, masks in enumerate(imp.mask_history):
-            out.append(int(masks["fc0/kernel"].sum()))
+            out.append(int(masks["sequential/fc0/kernel"].sum()))
         expected = [192]
         for step in (10, 20, 30, 40):
             should, sparsity = schedule(np.int64(step))
@@ -423,16 +425,11 @@ def test_reference_masks_wrong_shapes():
 
 
 def _snapshot(model, which):
-    return {
-        f"{w.name}/{k}": v for w in kl.find_wrappers(model) for k, v in w.get_snapshot(which).items()
-    }
+    return {p.key: p.state.snapshot_array(which) for p in kl.prunable_weights(model)}
 
 
 def _weights(model):
-    return {
-        f"{w.name}/{p.name}": _np(p.variable.value)
-        for w in kl.find_wrappers(model) for p in w.prunable_weights
-    }
+    return {p.key: _np(p.variable.value) for p in kl.prunable_weights(model)}
 
 
 @pytest.mark.parametrize("rewind_to", ["finetune", 3, "lr", "init"])
@@ -444,10 +441,9 @@ def test_pruned_weights_stay_zero_in_every_rewind_mode(rewind_to):
             sync = getattr(self.model, "jax_state_sync", None)
             if sync:
                 sync()
-            for w in kl.find_wrappers(self.model):
-                for p in w.prunable_weights:
-                    mask = _np(p.mask.value) > 0.5
-                    assert np.all(_np(p.variable.value)[~mask] == 0.0), (rewind_to, w.name)
+            for p in kl.prunable_weights(self.model):
+                mask = _np(p.mask.value) > 0.5
+                assert np.all(_np(p.variable.value)[~mask] == 0.0), (rewind_to, p.key)
             masks_seen.append(1)
 
     imp = kl.IterativeMagnitudePruning(rounds=3, epochs_per_round=2, rewind_to=rewind_to, rate=0.5, verbose=0)

@@ -128,5 +128,10 @@ def test_property_global_exact_total_and_threshold(a, b, density):
         assert kept.min() >= pruned.max()
 
 
-def test_density():
-    assert pruning.density({"a": np.array([True, False, False, False])}) == 0.25
+def test_scores_of_any_sign_never_resurrect_pruned_weights():
+    scores = {"a": np.array([-5.0, -1.0, np.nan, 3.0])}
+    masks = {"a": np.array([True, True, True, False])}
+    out = pruning.global_top(scores, masks, 0.75)
+    assert out["a"].tolist() == [True, True, True, False]
+    out = pruning.global_top(scores, masks, 0.5)
+    assert out["a"].tolist() == [True, True, False, False]  # NaN ranks last among survivors

@@ -42,17 +42,21 @@ def test_round_trip_exact(tmp_path):
     keras.utils.set_random_seed(99)
     fresh = mlp()
     loaded = kl.load_ticket(path, fresh)
-    for wa, wb in zip(kl.find_wrappers(model), kl.find_wrappers(loaded)):
+    for pa, pb in zip(kl.prunable_weights(model), kl.prunable_weights(loaded)):
+        assert pa.key == pb.key
         for which in ("init", "rewind"):
-            for k, v in wa.get_snapshot(which).items():
-                np.testing.assert_array_equal(v, wb.get_snapshot(which)[k])
-        masks = wa.get_masks()
-        for k, v in masks.items():
-            np.testing.assert_array_equal(v, wb.get_masks()[k])
-        for p in wb.prunable_weights:
-            np.testing.assert_array_equal(
-                _np(p.variable.value), wa.get_snapshot("init")[p.name] * masks[p.name]
-            )
+            np.testing.assert_array_equal(pa.state.snapshot_array(which), pb.state.snapshot_array(which))
+        mask = pa.state.mask_array()
+        np.testing.assert_array_equal(mask, pb.state.mask_array())
+        np.testing.assert_array_equal(_np(pb.variable.value), pa.state.snapshot_array("init") * mask)
+    # At θk: the pruned weights start from the rewind point, the others too.
+    at_k = kl.load_ticket(path, mlp(), at="rewind")
+    for pa, pb in zip(kl.prunable_weights(model), kl.prunable_weights(at_k)):
+        np.testing.assert_array_equal(
+            _np(pb.variable.value), pa.state.snapshot_array("rewind") * pa.state.mask_array())
+    others = imp.ticket_info()["other_rewind"]
+    for variable, (_, value) in zip(kl.non_pruned_weights(at_k), others):
+        np.testing.assert_array_equal(_np(variable.value), value)
 
 
 def test_retraining_loaded_ticket_reproduces_the_round(tmp_path):
@@ -81,10 +85,34 @@ def test_wrong_architecture_refused_and_model_untouched(tmp_path):
         kl.load_ticket(path, other)
     for a, b in zip(before, _snapshot_weights(other)):
         np.testing.assert_array_equal(a, b)
+    wider = keras.Sequential([keras.Input((12,)), keras.layers.Dense(17, name="a"),
+                              keras.layers.Dense(8, name="b"), keras.layers.Dense(3, name="c")])
+    with pytest.raises(kl.TicketError, match="missing"):
+        kl.load_ticket(path, wider)
+
+
+def test_other_layer_names_load_by_position_with_a_warning(tmp_path):
+    model, imp = _imp_run()
+    path = kl.save_ticket(model, str(tmp_path / "t.npz"), imp=imp)
     renamed = keras.Sequential([keras.Input((12,)), keras.layers.Dense(16, name="a"),
                                 keras.layers.Dense(8, name="b"), keras.layers.Dense(3, name="c")])
-    with pytest.raises(kl.TicketError, match="missing from the ticket"):
+    with pytest.warns(UserWarning, match="by position"):
         kl.load_ticket(path, renamed)
+    assert [p.key for p in kl.prunable_weights(renamed)] == ["a/kernel", "b/kernel", "c/kernel"]
+    for pa, pb in zip(kl.prunable_weights(model), kl.prunable_weights(renamed)):
+        np.testing.assert_array_equal(pa.state.mask_array(), pb.state.mask_array())
+
+
+def test_exclusions_travel_with_the_ticket(tmp_path):
+    model = kl.wrap(mlp(), exclude=["out"])
+    rng = np.random.default_rng(0)
+    kl.set_masks(model, {k: rng.random(m.shape) < 0.5 for k, m in kl.get_masks(model).items()})
+    path = kl.save_ticket(model, str(tmp_path / "t.npz"))
+    assert [w["pruned"] for w in kl.read_ticket(path).metadata["weights"]] == [True, True, False]
+    fresh = kl.load_ticket(path, mlp())
+    assert [p.key for p in kl.prunable_weights(fresh)] == ["fc0/kernel", "fc1/kernel"]
+    with pytest.raises(kl.TicketError, match="no rewind point"):
+        kl.load_ticket(path, mlp(), at="rewind")
 
 
 def test_truncated_and_garbage_files(tmp_path):
@@ -131,7 +159,7 @@ def test_missing_keys_and_bad_metadata(tmp_path):
 
 
 def test_save_requires_wrapped_model(tmp_path):
-    with pytest.raises(ValueError, match="no LotteryWrapper"):
+    with pytest.raises(ValueError, match="no pruned weights"):
         kl.save_ticket(mlp(), str(tmp_path / "t.npz"))
 
 

@@ -1,0 +1,241 @@
+"""One arm of an example run: the ticket, or a control, as one `model.fit`.
+
+The ticket arm runs IMP with rewinding and writes a ticket file for every
+round (`trial<t>/tickets/round<r>.npz`) and its round-0 checkpoint. A control
+arm (`reinit`, `random_prune`) follows the ticket's masks round by round
+(read from those ticket files) and starts from the ticket's round-0
+checkpoint: the dense round 0 is the same network trained on the same data,
+so it is trained once and its row is marked `shared` in the control's
+results.
+"""
+
+import contextlib
+import json
+import os
+
+from absl import logging
+
+import run_config
+
+
+class TestMetrics:
+    """Builds the callback that adds `test_accuracy` / `test_loss` to each
+    epoch's logs (it goes before the IMP callback, so each round's row and
+    `at_best` carry them) and keeps the per-epoch test accuracy."""
+
+    @staticmethod
+    def make(test_data, path, start_epoch, write, evaluate, initial_curve=None):
+        import keras
+
+        class _TestMetrics(keras.callbacks.Callback):
+            def __init__(self):
+                super().__init__()
+                self.curve = list(initial_curve or [])
+                if start_epoch and os.path.exists(path):
+                    with open(path) as f:
+                        self.curve = json.load(f)[:start_epoch]
+
+            def on_epoch_end(self, epoch, logs=None):
+                metrics = evaluate(self.model, test_data)
+                logs["test_accuracy"] = float(metrics["accuracy"])
+                logs["test_loss"] = float(metrics["loss"])
+                self.curve.append(logs["test_accuracy"])
+                if write:
+                    tmp = path + ".part"
+                    with open(tmp, "w") as f:
+                        json.dump(self.curve, f)
+                    os.replace(tmp, path)
+
+        return _TestMetrics()
+
+
+def pipeline(x, y, batch_size, seed=None, augment=None, repeat=False):
+    """tf.data pipeline: shuffled, repeated, augmented, batched, prefetched."""
+    import tensorflow as tf
+
+    ds = tf.data.Dataset.from_tensor_slices((x, y))
+    if repeat:
+        ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True).repeat()
+        if augment is not None:
+            ds = ds.map(augment, num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def run_arm(config, directory, spec, data, trial, arm, runtime, ticket=None):
+    """Trains one arm; returns `{"rows", "curve"[, "masks"]}`.
+
+    Args:
+        config: the `RunConfig`.
+        directory: the `RunDirectory`.
+        spec: `{"build_model", "make_optimizer", "rate", "augment"}`.
+        data: `((x, y), (xv, yv), (xt, yt))`.
+        trial, arm: which arm of which trial.
+        runtime: `Runtime` (strategy, chief, fit/evaluate functions).
+        ticket: for a control: the ticket arm's result of this trial.
+    """
+    import keras
+
+    import keras_lottery as kl
+
+    flags = config.flags
+    (x, y), (xv, yv), (xt, yt) = data
+    seed = flags["seed"] + trial
+    keras.utils.set_random_seed(seed)
+    with runtime.scope():
+        model = kl.wrap(spec["build_model"](x.shape[1:]))
+        model.compile(
+            spec["make_optimizer"](config.iterations),
+            keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+            metrics=["accuracy"],
+            steps_per_execution=config.steps_per_execution,
+            jit_compile=config.jit_compile,
+        )
+    control = None if arm == "ticket" else arm
+    checkpoints = directory.checkpoint_dir(trial, arm)
+    writes = runtime.chief
+
+    def save_round_ticket(round_index, trained, row):
+        if writes:
+            kl.save_ticket(trained, directory.round_ticket(trial, round_index), imp=imp)
+
+    try:
+        imp = kl.IterativeMagnitudePruning(
+            rounds=flags["rounds"],
+            epochs_per_round=config.epochs_per_round,
+            rate=spec["rate"],
+            scope=flags["scope"],
+            rewind_to=run_config.parse_rewind(flags["rewind_to"]),
+            control=control,
+            reference_masks=ticket["masks"] if control else None,
+            seed=seed + 1000,
+            checkpoint_dir=checkpoints,
+            write_checkpoints=writes,
+            keep_checkpoints=(0,) if arm == "ticket" else (),
+            start_from=ticket["round0_checkpoint"] if control else None,
+            on_round_end=save_round_ticket if arm == "ticket" else None,
+            verbose=1,
+        )
+    except (ValueError, TypeError) as error:
+        # Argument errors of the callback are flag errors here.
+        from absl import app
+
+        raise app.UsageError(str(error)) from None
+    initial_epoch = imp.initial_epoch
+    test_metrics = TestMetrics.make(
+        pipeline(xt, yt, 1000),
+        directory.file(f"trial{trial}", f"{arm}_curve.json"),
+        initial_epoch,
+        write=writes,
+        evaluate=runtime.evaluate,
+        initial_curve=ticket["curve"][: config.epochs_per_round] if control else None,
+    )
+    callbacks = [test_metrics, imp]
+    if flags["tensorboard"] and writes:
+        callbacks.append(keras.callbacks.TensorBoard(
+            os.path.join(directory.path, "tensorboard", f"trial{trial}_{arm}")))
+    print(f"trial {trial} {arm}: {flags['rounds']} rounds x {config.iterations} iterations",
+          flush=True)
+    runtime.fit(
+        model,
+        pipeline(x, y, flags["batch_size"], seed=seed, augment=spec.get("augment"), repeat=True),
+        steps_per_epoch=config.steps_per_epoch,
+        epochs=imp.total_epochs,
+        initial_epoch=initial_epoch,
+        validation_data=pipeline(xv, yv, 1000),
+        callbacks=callbacks,
+    )
+    result = {"rows": [_row(trial, arm, r) for r in imp.results], "curve": test_metrics.curve}
+    if arm == "ticket":
+        result["round0_checkpoint"] = imp.round_checkpoint_path(0)
+        if not writes:
+            result["masks"] = imp.mask_history  # the chief's files may lag behind
+    if not writes:
+        return result
+    if arm == "ticket":
+        kl.save_ticket(model, directory.file(f"ticket_trial{trial}.npz"), imp=imp)
+        model.save(directory.file(f"trial{trial}", "model.keras"))
+        if flags["export"] and trial == flags["trials"] - 1:
+            export(model, directory, xt)
+    directory.write_json(directory.arm_file(trial, arm), {k: v for k, v in result.items() if k != "masks"})
+    return result
+
+
+def ticket_masks(directory, trial, rounds):
+    """The ticket arm's masks of every round, from its ticket files."""
+    import keras_lottery as kl
+
+    return [kl.read_ticket(directory.round_ticket(trial, r)).masks for r in range(rounds)]
+
+
+def export(model, directory, x_test):
+    """The last ticket as `export/saved_model` and `export/ticket.tflite`."""
+    import keras_lottery as kl
+
+    kl.export_saved_model(model, directory.file("export", "saved_model"),
+                          sample_inputs=x_test[:32], overwrite=True)
+    kl.export_tflite(model, directory.file("export", "ticket.tflite"),
+                     sample_inputs=x_test[:32], overwrite=True)
+
+
+def _row(trial, arm, result):
+    at_best = result.get("at_best") or {}
+    monitor = result.get("monitor", "val_loss")
+    return {
+        "trial": trial,
+        "arm": arm,
+        "round": result["round"],
+        "density": result["density"],
+        "test_accuracy_end": result.get("test_accuracy"),
+        "test_accuracy_early_stop": at_best.get("test_accuracy"),
+        "early_stop_iteration": result.get(f"best_{monitor}_step"),
+        "best_val_loss": result.get(f"best_{monitor}"),
+        "train_seconds": result["seconds"],
+        "shared": bool(result.get("shared", False)),
+    }
+
+
+class Runtime:
+    """Where arms train: one process (`model.fit`), MirroredStrategy, or
+    MultiWorkerMirroredStrategy (`keras_lottery.multi_worker.fit`)."""
+
+    def __init__(self, distribute):
+        self.distribute = distribute
+        self._strategy = None
+
+    def start(self):
+        """Creates the strategy (before any other TensorFlow op)."""
+        logging.set_verbosity(logging.WARNING)  # TF's INFO lines drown the table
+        if self.distribute == "none":
+            return
+        import tensorflow as tf
+
+        if self.distribute == "mirrored":
+            self._strategy = tf.distribute.MirroredStrategy()
+        else:
+            self._strategy = tf.distribute.MultiWorkerMirroredStrategy()
+
+    def scope(self):
+        return self._strategy.scope() if self._strategy is not None else contextlib.nullcontext()
+
+    @property
+    def chief(self):
+        if self.distribute != "multiworker":
+            return True
+        from keras_lottery import multi_worker
+
+        return multi_worker.is_chief(self._strategy)
+
+    def fit(self, model, data, **kwargs):
+        if self.distribute == "multiworker":
+            from keras_lottery import multi_worker
+
+            multi_worker.fit(model, data, verbose=0, **kwargs)
+        else:
+            model.fit(data, shuffle=False, verbose=0, **kwargs)  # the pipeline shuffles
+
+    def evaluate(self, model, data):
+        if self.distribute == "multiworker":
+            from keras_lottery import multi_worker
+
+            return multi_worker.evaluate(model, data)
+        return model.evaluate(data, verbose=0, return_dict=True)

@@ -1,0 +1,135 @@
+"""The settings of one example run, built once from the flags.
+
+`RunConfig.from_flags` reads every flag the script and `experiment` define.
+Every one of them can change a result unless it is named in
+`NOT_RESULT_FLAGS` (where outputs go, how many trials, which extra files are
+written): so a flag added to a script is part of the run's settings, and of
+the check that refuses other settings on an existing run directory, without
+anyone remembering to list it.
+
+Nothing here imports Keras or TensorFlow: flags are checked before the heavy
+imports.
+"""
+
+import dataclasses
+import math
+
+from absl import app
+
+# Flags that change where and how much is written, not what a row says.
+NOT_RESULT_FLAGS = frozenset({"output_dir", "trials", "export", "tensorboard"})
+ARMS = ("ticket", "reinit", "random_prune")
+
+
+def script_flags(flag_values, modules):
+    """`{name: value}` of every flag defined by the given modules.
+
+    Args:
+        flag_values: `absl.flags.FLAGS`.
+        modules: module names (as absl records them: the script's
+            `sys.argv[0]` and "experiment").
+    """
+    by_module = flag_values.flags_by_module_dict()
+    values = {}
+    for module, defined in by_module.items():
+        if any(module == m or module.endswith("/" + m) or module.endswith(m + ".py")
+               or module.rpartition(".")[2] == m for m in modules):
+            for flag in defined:
+                values[flag.name] = flag.value
+    return values
+
+
+@dataclasses.dataclass(frozen=True)
+class RunConfig:
+    """Everything a run reads from its flags (see the module docstring).
+
+    Attributes:
+        script: the experiment's name (e.g. "lenet_300_100").
+        flags: `{flag: value}` of every flag of the script and `experiment`.
+        steps_per_epoch: iterations between two validations.
+        epochs_per_round: `iterations / steps_per_epoch`.
+        steps_per_execution, jit_compile: the compile settings used.
+    """
+
+    script: str
+    flags: dict
+    steps_per_epoch: int
+    epochs_per_round: int
+    steps_per_execution: int
+    jit_compile: bool
+
+    @property
+    def iterations(self):
+        return self.steps_per_epoch * self.epochs_per_round
+
+    @property
+    def arms(self):
+        return ["ticket", *self.flags["controls"]]
+
+    def settings(self):
+        """What must match for a run directory to be resumed: every result
+        flag plus the derived schedule of the run."""
+        settings = {k: v for k, v in self.flags.items() if k not in NOT_RESULT_FLAGS}
+        settings.update(
+            script=self.script,
+            steps_per_epoch=self.steps_per_epoch,
+            epochs_per_round=self.epochs_per_round,
+            iterations=self.iterations,
+            steps_per_execution=self.steps_per_execution,
+            jit_compile=self.jit_compile,
+        )
+        return settings
+
+    @classmethod
+    def from_flags(cls, script, flag_values, modules, train_size):
+        """Checks flag combinations and derives the schedule of the run."""
+        flags = script_flags(flag_values, modules)
+        unknown = sorted(set(flags["controls"]) - set(ARMS[1:]))
+        if unknown:
+            raise app.UsageError(f"--controls accepts reinit and random_prune; got {unknown}.")
+        distributed = flags["distribute"] != "none"
+        if distributed and ((flags["steps_per_execution"] or 1) > 1 or flags["jit_compile"]):
+            raise app.UsageError(
+                f"--steps_per_execution > 1 and --jit_compile do not work with "
+                f"--distribute={flags['distribute']} in Keras 3 (keras-team/keras#19246); "
+                "use one or the other."
+            )
+        iterations = flags["iterations"]
+        if flags["epochs_per_round"] is not None:
+            iterations = max(1, round(flags["epochs_per_round"] * train_size / flags["batch_size"]))
+        steps = min(flags["eval_every"], iterations)
+        if iterations % steps:
+            raise app.UsageError(
+                f"Iterations per round ({iterations}) must be a multiple of --eval_every ({steps})."
+            )
+        rewind = parse_rewind(flags["rewind_to"])
+        if isinstance(rewind, int) and rewind > iterations:
+            raise app.UsageError(
+                f"--rewind_to={rewind} is beyond a round of {iterations} iterations."
+            )
+        if flags["steps_per_execution"] is not None:
+            spe = flags["steps_per_execution"]
+        elif distributed:
+            spe = 1
+        else:
+            # The largest divisor of the epoch (and of an iteration
+            # --rewind_to, so θk is taken exactly at k) up to 100.
+            period = math.gcd(steps, rewind) if isinstance(rewind, int) else steps
+            spe = max(d for d in range(1, min(period, 100) + 1) if period % d == 0)
+        jit = flags["jit_compile"] if flags["jit_compile"] is not None else not distributed
+        return cls(script, flags, steps, iterations // steps, spe, bool(jit))
+
+
+def parse_rewind(value):
+    """`--rewind_to` as the callback wants it: a mode name or an iteration."""
+    if value in ("init", "lr", "finetune"):
+        return value
+    try:
+        k = int(value)
+    except (TypeError, ValueError):
+        raise app.UsageError(
+            f"--rewind_to must be init, lr, finetune or an iteration >= 0; got {value!r}."
+        ) from None
+    if k < 0:
+        raise app.UsageError(f"--rewind_to must be >= 0; got {k}.")
+    return k
