@@ -424,48 +424,65 @@ def _head(data, count):
 
 
 def _convert(tf, model, sparse, quantize, representative_data):
-    with _quiet():
-        converter = tf.lite.TFLiteConverter.from_keras_model(model)
-        optimizations = []
-        if quantize is not None:
-            optimizations.append(tf.lite.Optimize.DEFAULT)
-        if sparse:
-            optimizations.append(tf.lite.Optimize.EXPERIMENTAL_SPARSITY)
-        converter.optimizations = optimizations
-        if quantize == "float16":
-            converter.target_spec.supported_types = [tf.float16]
-        if quantize == "int8":
-            converter.representative_dataset = _representative(representative_data)
-            converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        try:
-            return converter.convert()
-        except Exception as error:  # noqa: BLE001 - the converter raises many types
-            first = str(error).strip().splitlines()[0][:300] if str(error).strip() else ""
-            raise ExportVerificationError(
-                f"The TFLite converter could not convert model '{model.name}' "
-                f"({type(error).__name__}: {first}). Nothing was written. Layers "
-                "TFLite has no kernel for need a SavedModel export "
-                "(keras_lottery.export_saved_model) or Keras' "
-                "model.export(path, format='litert'), which adds TensorFlow ops."
-            ) from None
+    # Through a SavedModel: TFLiteConverter.from_keras_model cannot trace some
+    # Keras 3 models (dict inputs of a KerasHub backbone), from_saved_model
+    # converts them all.
+    directory = tempfile.mkdtemp()
+    try:
+        with _quiet():
+            model.export(os.path.join(directory, "m"), format="tf_saved_model", verbose=False)
+            converter = tf.lite.TFLiteConverter.from_saved_model(os.path.join(directory, "m"))
+            optimizations = []
+            if quantize is not None:
+                optimizations.append(tf.lite.Optimize.DEFAULT)
+            if sparse:
+                optimizations.append(tf.lite.Optimize.EXPERIMENTAL_SPARSITY)
+            converter.optimizations = optimizations
+            if quantize == "float16":
+                converter.target_spec.supported_types = [tf.float16]
+            if quantize == "int8":
+                converter.representative_dataset = _representative(model, representative_data)
+                converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+            try:
+                return converter.convert()
+            except Exception as error:  # noqa: BLE001 - the converter raises many types
+                text = str(error).strip()
+                first = text.splitlines()[0][:300] if text else ""
+                raise ExportVerificationError(
+                    f"The TFLite converter could not convert model '{model.name}' "
+                    f"({type(error).__name__}: {first}). Nothing was written. A model "
+                    "with layers TFLite has no kernel for exports as a SavedModel "
+                    "(keras_lottery.export_saved_model), or with Keras' "
+                    "model.export(path, format='litert'), which adds TensorFlow ops."
+                ) from None
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
 
 
-def _representative(data):
+def _representative(model, data):
+    structure = keras_internals.input_structure(model)
+    names = (
+        list(structure) if isinstance(structure, dict)
+        else [t.name for t in keras.tree.flatten(structure)]
+    )
+
     def samples(batch):
-        flat = [np.asarray(a, "float32") for a in keras.tree.flatten(batch)]
+        if isinstance(batch, dict):
+            flat = [np.asarray(batch[name], "float32") for name in names]
+        else:
+            flat = [np.asarray(a, "float32") for a in keras.tree.flatten(batch)]
         for i in range(len(flat[0])):
-            yield [a[i : i + 1] for a in flat]
+            values = [a[i : i + 1] for a in flat]
+            yield dict(zip(names, values)) if len(values) > 1 else values
 
     def generator():
         if isinstance(data, (np.ndarray, dict)) or (
             isinstance(data, (list, tuple)) and all(isinstance(d, np.ndarray) for d in data)
         ):
-            count = 0
-            for sample in samples(data):
-                yield sample
-                count += 1
+            for count, sample in enumerate(samples(data)):
                 if count >= 500:
                     return
+                yield sample
             return
         for batch in data:
             if isinstance(batch, tuple) and len(batch) in (2, 3):
@@ -473,6 +490,24 @@ def _representative(data):
             yield from samples(batch)
 
     return generator
+
+
+@contextlib.contextmanager
+def _native_stderr_silenced():
+    """LiteRT's C++ runtime prints "INFO: Created TensorFlow Lite XNNPACK
+    delegate" on the process' stderr; errors still arrive as exceptions."""
+    try:
+        saved = os.dup(2)
+    except OSError:  # pragma: no cover - no file descriptor 2
+        yield
+        return
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def _runner(content):
@@ -485,8 +520,9 @@ def _runner(content):
 
         Interpreter = tf.lite.Interpreter
         runtime = "tf.lite"
-    interpreter = Interpreter(model_content=content)
-    return interpreter.get_signature_runner(), runtime
+    with _native_stderr_silenced():
+        interpreter = Interpreter(model_content=content)
+        return interpreter.get_signature_runner(), runtime
 
 
 def _named_inputs(runner, model, x):
@@ -511,7 +547,8 @@ def _named_inputs(runner, model, x):
 
 
 def _run(runner, inputs):
-    outputs = runner(**inputs)
+    with _native_stderr_silenced():
+        outputs = runner(**inputs)
     names = list(outputs)
     if all(n.startswith("output_") and n[len("output_"):].isdigit() for n in names):
         names = sorted(names, key=lambda n: int(n[len("output_"):]))

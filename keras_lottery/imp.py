@@ -335,7 +335,8 @@ class IterativeMagnitudePruning(keras.callbacks.Callback):
         if self.control == CONTROL_REINIT:
             rewinding.check_reinitializable(model)
         self._log = RoundLog(
-            self.monitor, keras_internals.monitor_direction(model, self.monitor, self.mode)
+            self.monitor,
+            lambda: keras_internals.monitor_direction(model, self.monitor, self.mode),
         )
         if not self._restore():
             self._state = IMPState()
@@ -489,7 +490,10 @@ class IterativeMagnitudePruning(keras.callbacks.Callback):
                 reference=reference,
                 seed=self._seed_for(next_round),
             )
-            if reference is None and self._asks_nothing(next_round, targets, current, state):
+            already_said = next_round == 1 and "already_pruned" in self._warned
+            if reference is None and not already_said and self._asks_nothing(
+                next_round, targets, current, state
+            ):
                 self._warn_once(
                     "no_prune",
                     f"IterativeMagnitudePruning: round {next_round} prunes nothing: its "

@@ -59,11 +59,13 @@ def matches(pattern, key):
     (True, False)
     >>> matches("*/attention_output/*", "enc/mha/attention_output/kernel")
     True
+    >>> matches("*/mha/*", "mha/query/kernel")
+    True
     """
-    return any(
-        fnmatch.fnmatchcase(key, candidate)
-        for candidate in (pattern, pattern + "/*", "*/" + pattern, "*/" + pattern + "/*")
-    )
+    candidates = [pattern, pattern + "/*", "*/" + pattern, "*/" + pattern + "/*"]
+    if pattern.startswith("*/"):  # "*/attention/*" also selects a top-level "attention"
+        candidates += [pattern[2:], pattern[2:] + "/*"]
+    return any(fnmatch.fnmatchcase(key, candidate) for candidate in candidates)
 
 
 def select(pattern, keys):

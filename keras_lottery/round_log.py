@@ -28,12 +28,13 @@ class RoundLog:
 
     Args:
         monitor: the log key to follow (e.g. "val_loss").
-        direction: "min" or "max" (resolve "auto" with
-            `keras_internals.monitor_direction`).
+        direction: "min", "max", or a callable returning one of them (called
+            at the first epoch with the monitored value, when the model's
+            metrics exist: how "auto" is resolved).
     """
 
     def __init__(self, monitor, direction):
-        if direction not in ("min", "max"):
+        if direction not in ("min", "max") and not callable(direction):
             raise ValueError(f"direction must be 'min' or 'max'; received {direction!r}.")
         self.monitor = monitor
         self.direction = direction
@@ -63,6 +64,8 @@ class RoundLog:
         if value is None:
             return False
         value = float(value)
+        if callable(self.direction):
+            self.direction = self.direction()
         if self.best is None or self._better(value, self.best):
             self.best, self.best_step = value, self.steps
             self.best_logs = {k: _plain(v) for k, v in logs.items() if not k.startswith("lottery_")}
