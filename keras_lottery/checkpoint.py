@@ -93,8 +93,11 @@ def model_arrays(model):
     ['host_snapshots', 'model_variables', 'optimizer_variables']
     """
     arrays = {}
+    optimizer = model.optimizer
+    if optimizer is not None and not optimizer.built:
+        optimizer.build(model.trainable_variables)  # as restore_model does
     variables = model.variables
-    optimizer_variables = model.optimizer.variables if model.optimizer is not None else []
+    optimizer_variables = optimizer.variables if optimizer is not None else []
     for i, v in enumerate(variables):
         arrays[f"model:{i}"] = ops.convert_to_numpy(v.value)
     for i, v in enumerate(optimizer_variables):

@@ -24,8 +24,9 @@ import numpy as np
 from keras_lottery import checkpoint as checkpoint_lib
 from keras_lottery import decision
 from keras_lottery import file_io
+from keras_lottery import imp_checks
+from keras_lottery import imp_state
 from keras_lottery import keras_internals
-from keras_lottery import layer_tree
 from keras_lottery import limits
 from keras_lottery import masks as masks_lib
 from keras_lottery import optimizer_state
@@ -178,12 +179,12 @@ class IterativeMagnitudePruning(keras.callbacks.Callback):
         verbose=1,
     ):
         super().__init__()
-        self.rounds = _positive_int(rounds, "rounds")
-        self.epochs_per_round = _positive_int(epochs_per_round, "epochs_per_round")
+        self.rounds = imp_checks.positive_int(rounds, "rounds")
+        self.epochs_per_round = imp_checks.positive_int(epochs_per_round, "epochs_per_round")
         if scope not in decision.SCOPES:
             raise ValueError(f"scope must be one of {decision.SCOPES}; received {scope!r}.")
         self.scope = scope
-        self.rewind_to = _check_rewind(rewind_to)
+        self.rewind_to = imp_checks.rewind_argument(rewind_to)
         if control is not None and control not in CONTROLS:
             raise ValueError(f"control must be None or one of {CONTROLS}; received {control!r}.")
         self.control = control
@@ -327,11 +328,16 @@ class IterativeMagnitudePruning(keras.callbacks.Callback):
             )
         wrapping.install_mask_feed(model)
         limits.check_model(model)
-        self._check_epochs()
+        imp_checks.check_epochs(self, self.params)
         self._keys = [p.key for p in prunables]
-        self._output_keys = self._resolve_output_keys(model, prunables)
+        self._output_keys = wrapping.output_keys(model, self.output_layers)
         self.schedule.validate(self._keys, self._output_keys, self.scope)
-        self._reference = self._aligned_reference(prunables)
+        self._reference = None
+        if self.reference_masks is not None:
+            self._reference = masks_lib.align_each(
+                self.reference_masks[: self.rounds], {p.key: p.shape for p in prunables},
+                what="reference_masks",
+            )
         if self.control == CONTROL_REINIT:
             rewinding.check_reinitializable(model)
         self._log = RoundLog(
@@ -346,7 +352,7 @@ class IterativeMagnitudePruning(keras.callbacks.Callback):
             )
             masks = wrapping.get_masks(model)
             self._state.record_masks(masks)
-            self._warn_if_already_pruned(model, masks)
+            self._warn_once("already_pruned", imp_checks.already_pruned_note(model, masks))
         self._start_round_log()
         for callback in self.round_callbacks:
             callback.set_model(model)
@@ -356,7 +362,7 @@ class IterativeMagnitudePruning(keras.callbacks.Callback):
     def on_epoch_begin(self, epoch, logs=None):
         if self._first_epoch:
             self._first_epoch = False
-            self._check_resume_epoch(epoch)
+            imp_checks.check_resume_epoch(self, epoch)
         self._print_pending_line()
         if self._state.pending_advance:
             self._advance()
@@ -491,8 +497,9 @@ class IterativeMagnitudePruning(keras.callbacks.Callback):
                 seed=self._seed_for(next_round),
             )
             already_said = next_round == 1 and "already_pruned" in self._warned
-            if reference is None and not already_said and self._asks_nothing(
-                next_round, targets, current, state
+            if reference is None and not already_said and imp_checks.asks_nothing(
+                self.schedule, next_round, targets, current, state.total_steps,
+                self._keys, self._output_keys, self.scope,
             ):
                 self._warn_once(
                     "no_prune",
@@ -510,23 +517,6 @@ class IterativeMagnitudePruning(keras.callbacks.Callback):
         state.record_masks(new)
         self._start_round_log()
         self._boundary_seconds = _now() - started
-
-    def _asks_nothing(self, next_round, targets, current, state):
-        """Whether the schedule asks for a new, higher sparsity that the
-        current masks already meet (holding a target is not that)."""
-        kept = sum(
-            min(int(np.count_nonzero(current[key])),
-                round(current[key].size * (1.0 - targets.get(key, 0.0))))
-            for key in current
-        )
-        if kept < masks_lib.counts(current)[0]:
-            return False
-        if next_round == 1:
-            return any(value > 0 for value in targets.values())
-        previous = self.schedule.targets(
-            next_round - 1, state.total_steps, self._keys, self._output_keys, scope=self.scope,
-        )
-        return previous is not None and targets != previous
 
     def _rewind(self, next_round):
         model = self.model
@@ -580,14 +570,11 @@ class IterativeMagnitudePruning(keras.callbacks.Callback):
         return self.checkpoint_path is not None and os.path.exists(self.checkpoint_path)
 
     def _save(self):
-        model_arrays, model_metadata = checkpoint_lib.model_arrays(self.model)
-        state_arrays, state_metadata = self._state.to_arrays()
-        arrays = {**model_arrays, **{f"state:{k}": v for k, v in state_arrays.items()}}
-        metadata = {"config": self._config(), "model": model_metadata, "state": state_metadata}
-        checkpoint_lib.write(self.checkpoint_path, arrays, metadata)
-        finished_round = self._state.round
-        if finished_round in self.keep_checkpoints:
-            checkpoint_lib.write(self.round_checkpoint_path(finished_round), arrays, metadata)
+        keep = self._state.round in self.keep_checkpoints
+        imp_state.save(
+            self.checkpoint_path, self.model, self._state, self._config(),
+            also_to=self.round_checkpoint_path(self._state.round) if keep else None,
+        )
 
     def _restore(self):
         if self._has_checkpoint():
@@ -596,23 +583,10 @@ class IterativeMagnitudePruning(keras.callbacks.Callback):
             path, shared = self.start_from, True
         else:
             return False
-        arrays, metadata = checkpoint_lib.read(path)
-        now = self._config()
-        saved = metadata.get("config", {})
-        if shared:
-            for key in ("control", "seed"):
-                saved.pop(key, None)
-                now.pop(key, None)
-        differences = file_io.config_differences(saved, now)
-        if differences:
-            raise checkpoint_lib.CheckpointError(
-                f"{path} was written by a run with other settings "
-                f"({file_io.describe_differences(differences)}). Resume with the "
-                "same settings, or use another checkpoint_dir."
-            )
-        checkpoint_lib.restore_model(self.model, arrays, metadata["model"], path)
-        state_arrays = {k[len("state:"):]: v for k, v in arrays.items() if k.startswith("state:")}
-        self._state = IMPState.from_arrays(state_arrays, metadata["state"])
+        # A run starting from another's checkpoint has its own control and seed.
+        self._state = imp_state.load(
+            path, self.model, self._config(), ignore=("control", "seed") if shared else ()
+        )
         if shared:
             for row in self._state.results:
                 row["shared"] = True
@@ -621,93 +595,6 @@ class IterativeMagnitudePruning(keras.callbacks.Callback):
             print(f"IMP {'started' if shared else 'resumed'} from {path} at {where}.", flush=True)
         return True
 
-    # ------------------------------------------------------------- checks
-
-    def _check_epochs(self):
-        epochs = self.params.get("epochs")
-        if epochs is not None and epochs != self.total_epochs:
-            raise ValueError(
-                f"fit(epochs={epochs}) does not match this callback's {self.rounds} "
-                f"rounds x {self.epochs_per_round} epochs; call "
-                f"fit(..., epochs=imp.total_epochs) (= {self.total_epochs})."
-            )
-        steps = self.params.get("steps")
-        if isinstance(self.rewind_to, int) and steps:
-            round_steps = steps * self.epochs_per_round
-            if self.rewind_to > round_steps:
-                raise ValueError(rewinding.beyond_round_message(self.rewind_to, round_steps))
-
-    def _check_resume_epoch(self, epoch):
-        expected = self.total_epochs if self._state.finished else self._state.round_start_epoch
-        if epoch != expected:
-            raise ValueError(
-                f"fit started at epoch {epoch}, but this IMP run continues at epoch "
-                f"{expected} (round {self._state.round + 1} of {self.rounds}). Call "
-                "fit(..., initial_epoch=imp.initial_epoch). (A BackupAndRestore "
-                "backup from the middle of a round cannot resume IMP: IMP resumes "
-                "at round boundaries from its own checkpoint_dir.)"
-            )
-
-    def _resolve_output_keys(self, model, prunables):
-        if self.output_layers is not None:
-            keys = []
-            for pattern in self.output_layers:
-                selected = [
-                    p.key for p in prunables
-                    if masks_lib.matches(pattern, p.key) or p.owner.name == pattern
-                ]
-                if not selected:
-                    raise ValueError(
-                        f"output_layers names {pattern!r}, which selects none of the "
-                        f"pruned weights {[p.key for p in prunables][:10]}."
-                    )
-                keys.extend(selected)
-            return [p.key for p in prunables if p.key in set(keys)]
-        owners = []
-        for p in prunables:
-            if not any(p.owner is o for o in owners):
-                owners.append(p.owner)
-        outputs = layer_tree.output_owners(model, owners)
-        return [p.key for p in prunables if any(p.owner is o for o in outputs)]
-
-    def _aligned_reference(self, prunables):
-        if self.reference_masks is None:
-            return None
-        shapes = {p.key: p.shape for p in prunables}
-        aligned = []
-        for round_index, masks in enumerate(self.reference_masks[: self.rounds]):
-            saved = {key: np.shape(value) for key, value in masks.items()}
-            try:
-                mapping, _ = masks_lib.align(saved, shapes)
-            except ValueError as error:
-                raise ValueError(f"reference_masks[{round_index}]: {error}") from None
-            aligned.append(masks_lib.rename({k: np.asarray(v, bool) for k, v in masks.items()}, mapping))
-        return aligned
-
-    def _warn_if_already_pruned(self, model, masks):
-        density = masks_lib.density(masks)
-        if density < 1.0:
-            self._warn_once(
-                "already_pruned",
-                f"IterativeMagnitudePruning: model '{model.name}' is already pruned "
-                f"({100 * density:.2f}% of its weights survive). IMP continues from "
-                "these masks: round 0 trains them as they are, and rounds whose "
-                "targets keep more weights prune nothing.",
-            )
-            return
-        weights = wrapping.read_weights(model)
-        zeros = sum(int(np.count_nonzero(w == 0)) for w in weights.values())
-        total = sum(w.size for w in weights.values())
-        if total and zeros / total > 0.2:
-            self._warn_once(
-                "already_pruned",
-                f"IterativeMagnitudePruning: {100 * zeros / total:.1f}% of model "
-                f"'{model.name}''s prunable weights are exactly zero, but its masks "
-                "keep every weight: a pruned model loaded without its masks? Load "
-                "its ticket with keras_lottery.load_ticket(path, model) to continue "
-                "from its masks; as it stands, pruned weights can grow back.",
-            )
-
     # ------------------------------------------------------------- helpers
 
     def _seed_for(self, round_index):
@@ -715,7 +602,7 @@ class IterativeMagnitudePruning(keras.callbacks.Callback):
         return int(state[0] % (2**31 - 1))
 
     def _warn_once(self, kind, message):
-        if kind in self._warned:
+        if message is None or kind in self._warned:
             return
         self._warned.add(kind)
         warnings.warn(message, stacklevel=3)
@@ -793,22 +680,3 @@ def _now():
     return time.perf_counter()
 
 
-def _positive_int(value, what):
-    if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"{what} must be an integer >= 1; received {value!r}.")
-    return int(value)
-
-
-def _check_rewind(rewind_to):
-    if isinstance(rewind_to, numbers.Integral) and not isinstance(rewind_to, bool):
-        if rewind_to < 0:
-            raise ValueError(
-                f"rewind_to must be >= 0 when it is an iteration; received {rewind_to}."
-            )
-        return REWIND_INIT if rewind_to == 0 else int(rewind_to)
-    if rewind_to in rewinding.MODES:
-        return rewind_to
-    raise ValueError(
-        f"rewind_to must be one of {rewinding.MODES} or an iteration (int >= 0); "
-        f"received {rewind_to!r}."
-    )

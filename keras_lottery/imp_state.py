@@ -16,6 +16,8 @@ Example:
 
 import dataclasses
 
+from keras_lottery import checkpoint as checkpoint_lib
+from keras_lottery import file_io
 from keras_lottery import masks as masks_lib
 from keras_lottery.rewinding import RewindPoint
 
@@ -108,3 +110,52 @@ class IMPState:
             init_point=points.get("init_point"),
             rewind_point=points.get("rewind_point"),
         )
+
+
+def save(path, model, state, config, also_to=None):
+    """Writes an IMP checkpoint: the model's and optimizer's variables, the
+    run's state and its settings (and the same file to `also_to`).
+
+    Example:
+    >>> import os, tempfile
+    >>> model = keras_lottery.wrap(keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)]))
+    >>> model.compile("sgd", "mse")
+    >>> path = os.path.join(tempfile.mkdtemp(), "c.npz")
+    >>> save(path, model, IMPState(), {"rounds": 2})
+    >>> load(path, model, {"rounds": 2}).round
+    0
+    """
+    model_arrays, model_metadata = checkpoint_lib.model_arrays(model)
+    state_arrays, state_metadata = state.to_arrays()
+    arrays = {**model_arrays, **{f"state:{k}": v for k, v in state_arrays.items()}}
+    metadata = {"config": config, "model": model_metadata, "state": state_metadata}
+    checkpoint_lib.write(path, arrays, metadata)
+    if also_to is not None:
+        checkpoint_lib.write(also_to, arrays, metadata)
+
+
+def load(path, model, config, ignore=()):
+    """Restores the model from an IMP checkpoint and returns its `IMPState`.
+
+    Args:
+        path: the checkpoint.
+        model: the wrapped, compiled model to restore.
+        config: the settings of the run resuming; they must equal the
+            checkpoint's (but for the keys in `ignore`).
+
+    Raises:
+        CheckpointError: other settings, another model, a damaged file.
+    """
+    arrays, metadata = checkpoint_lib.read(path)
+    saved = {k: v for k, v in metadata.get("config", {}).items() if k not in ignore}
+    now = {k: v for k, v in file_io.json_safe(config).items() if k not in ignore}
+    differences = file_io.config_differences(saved, now)
+    if differences:
+        raise checkpoint_lib.CheckpointError(
+            f"{path} was written by a run with other settings "
+            f"({file_io.describe_differences(differences)}). Resume with the same "
+            "settings, or use another checkpoint_dir."
+        )
+    checkpoint_lib.restore_model(model, arrays, metadata["model"], path)
+    state_arrays = {k[len("state:"):]: v for k, v in arrays.items() if k.startswith("state:")}
+    return IMPState.from_arrays(state_arrays, metadata["state"])

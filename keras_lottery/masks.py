@@ -210,6 +210,29 @@ def align(source, target):
     )
 
 
+def align_each(mask_maps, shapes, what="masks"):
+    """`[mask map]` renamed onto the model's keys (`align`), each checked.
+
+    Args:
+        mask_maps: a list of `{key: bool array}` (e.g. a run's mask history).
+        shapes: `{key: shape}` of the model, in model order.
+        what: how errors name the list.
+
+    Example:
+    >>> align_each([{"s_1/d/kernel": np.ones(2, bool)}], {"s_2/d/kernel": (2,)})[0]
+    {'s_2/d/kernel': array([ True,  True])}
+    """
+    aligned = []
+    for index, masks in enumerate(mask_maps):
+        saved = {key: np.shape(value) for key, value in masks.items()}
+        try:
+            mapping, _ = align(saved, shapes)
+        except ValueError as error:
+            raise ValueError(f"{what}[{index}]: {error}") from None
+        aligned.append(rename({k: np.asarray(v, bool) for k, v in masks.items()}, mapping))
+    return aligned
+
+
 def rename(masks, mapping):
     """`masks` with keys renamed by `mapping` (from `align`).
 

@@ -368,6 +368,43 @@ def load_model(path, exclude=None, snapshots_on_host=False, **kwargs):
     return model
 
 
+def output_keys(model, patterns=None):
+    """The keys of the pruned weights that produce the model's outputs.
+
+    Args:
+        model: a wrapped model.
+        patterns: layer names or key patterns naming the output layers
+            (default: found from the model's graph, see
+            `keras_lottery.layer_tree.output_owners`).
+
+    Example:
+    >>> x = keras.Input((3,))
+    >>> model = wrap(keras.Model(x, keras.layers.Dense(2, name="out")(
+    ...     keras.layers.Dense(4, name="fc")(x))))
+    >>> output_keys(model)
+    ['out/kernel']
+    """
+    prunables = prunable_weights(model)
+    if patterns is not None:
+        chosen = set()
+        for pattern in patterns:
+            selected = [p.key for p in prunables
+                        if masks_lib.matches(pattern, p.key) or p.owner.name == pattern]
+            if not selected:
+                raise ValueError(
+                    f"output_layers names {pattern!r}, which selects none of the pruned "
+                    f"weights {[p.key for p in prunables][:10]}."
+                )
+            chosen.update(selected)
+        return [p.key for p in prunables if p.key in chosen]
+    owners = []
+    for p in prunables:
+        if not any(p.owner is o for o in owners):
+            owners.append(p.owner)
+    outputs = layer_tree.output_owners(model, owners)
+    return [p.key for p in prunables if any(p.owner is o for o in outputs)]
+
+
 def prunable_candidates(model):
     """`[(key, variable, owner layer)]` of every variable `wrap` would make
     prunable (with or without lottery state), in model order.

@@ -156,40 +156,6 @@ def test_falls_back_to_tf_lite_interpreter(tmp_path, monkeypatch):
     assert result.runtime == "tf.lite"
 
 
-def _clustered_mlp(density):
-    """Survivors clustered on a band of inputs, like a magnitude-pruned ticket
-    on MNIST's central pixels: the converter picks 1x4 blocks for these."""
-    model = kl.wrap(mlp(input_dim=256, hidden=(128,)))
-    masks = {}
-    rng = np.random.default_rng(0)
-    for key, mask in kl.layer_masks(model).items():
-        if key == "fc0/kernel":
-            band = np.zeros(mask.shape, bool)
-            band[96:160] = rng.random((64, mask.shape[1])) < density * 4
-            masks[key] = band
-        else:
-            masks[key] = rng.random(mask.shape) < 0.5
-    kl.set_layer_masks(model, masks)
-    return model
-
-
-def test_csr_reencoding_beats_block_encoding(tmp_path):
-    from keras_lottery import tflite_csr
-
-    model = _clustered_mlp(0.04)
-    block = kl.export_tflite(model, str(tmp_path / "block.tflite"), sparse="block")
-    small = kl.export_tflite(model, str(tmp_path / "csr.tflite"), sparse=True)
-    dense = kl.export_tflite(model, str(tmp_path / "dense.tflite"), sparse=False)
-    assert small.bytes < 0.7 * block.bytes < dense.bytes
-    content = open(block.path, "rb").read()
-    rewritten, count = tflite_csr.reencode_as_csr(content)
-    assert count == 1 and len(rewritten) == small.bytes
-    x = np.random.default_rng(1).normal(size=(16, 256)).astype("float32")
-    np.testing.assert_allclose(kl.tflite_predict(small.path, x), kl.tflite_predict(block.path, x), atol=1e-5)
-    # Nothing block-encoded, nothing rewritten.
-    assert tflite_csr.reencode_as_csr(open(dense.path, "rb").read())[1] == 0
-
-
 def test_bad_sparse_argument(tmp_path):
     with pytest.raises(ValueError, match="sparse"):
         kl.export_tflite(_pruned_mlp(0.5), str(tmp_path / "a.tflite"), sparse="csr")

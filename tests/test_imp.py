@@ -347,7 +347,7 @@ def test_tfmot_polynomial_decay_in_subprocess(tmp_path):
         model.fit(x, np.zeros((40, 3)), batch_size=4, epochs=5, callbacks=[imp], verbose=0)
         out = []
         for r, masks in enumerate(imp.mask_history):
-            out.append(int(masks["sequential/fc0/kernel"].sum()))
+            out.append(int(masks["fc0/kernel"].sum()))
         expected = [192]
         for step in (10, 20, 30, 40):
             should, sparsity = schedule(np.int64(step))

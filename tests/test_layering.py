@@ -57,3 +57,14 @@ def test_public_api_is_exported():
         obj = getattr(keras_lottery, name)
         if callable(obj):
             assert obj.__doc__ and "Example" in obj.__doc__, name
+
+
+def test_every_package_module_has_its_test_module():
+    tests = pathlib.Path(__file__).parent
+    missing = [
+        path.name
+        for path in sorted(PACKAGE.glob("*.py"))
+        if path.name not in ("__init__.py", "version.py")
+        and not (tests / f"test_{path.name}").exists()
+    ]
+    assert missing == []

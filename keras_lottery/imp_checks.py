@@ -1,0 +1,145 @@
+"""What the IMP callback checks before and during a run, and the notes it
+gives when a run would do something other than the user expects.
+
+Each function takes what it checks as arguments and either raises with the
+reason and the fix, or returns a message (None when all is well).
+
+Example:
+>>> asks_nothing(keras_lottery.schedules.Constant(0.5), 2, {"a": 0.5},
+...              {"a": np.arange(4) < 2}, 10, ["a"], [])
+False
+"""
+
+import numbers
+
+import numpy as np
+
+from keras_lottery import masks as masks_lib
+from keras_lottery import rewinding
+from keras_lottery import wrapping
+
+
+def check_epochs(imp, params):
+    """`fit(epochs=...)` matches the rounds, and θk lies within round 0.
+
+    Example:
+    >>> imp = keras_lottery.IterativeMagnitudePruning(rounds=2, epochs_per_round=3)
+    >>> check_epochs(imp, {"epochs": 5})
+    Traceback (most recent call last):
+    ...
+    ValueError: fit(epochs=5) does not match this callback's 2 rounds x 3 epochs; call fit(..., epochs=imp.total_epochs) (= 6).
+    """
+    epochs = params.get("epochs")
+    if epochs is not None and epochs != imp.total_epochs:
+        raise ValueError(
+            f"fit(epochs={epochs}) does not match this callback's {imp.rounds} rounds "
+            f"x {imp.epochs_per_round} epochs; call fit(..., epochs=imp.total_epochs) "
+            f"(= {imp.total_epochs})."
+        )
+    steps = params.get("steps")
+    if isinstance(imp.rewind_to, int) and steps:
+        round_steps = steps * imp.epochs_per_round
+        if imp.rewind_to > round_steps:
+            raise ValueError(rewinding.beyond_round_message(imp.rewind_to, round_steps))
+
+
+def check_resume_epoch(imp, epoch):
+    """`fit` starts at the epoch the run continues at (`imp.initial_epoch`).
+
+    Example:
+    >>> imp = keras_lottery.IterativeMagnitudePruning(rounds=2, epochs_per_round=1)
+    >>> check_resume_epoch(imp, 0)
+    """
+    state = imp._state
+    expected = imp.total_epochs if state.finished else state.round_start_epoch
+    if epoch != expected:
+        raise ValueError(
+            f"fit started at epoch {epoch}, but this IMP run continues at epoch "
+            f"{expected} (round {state.round + 1} of {imp.rounds}). Call "
+            "fit(..., initial_epoch=imp.initial_epoch). (A BackupAndRestore backup "
+            "from the middle of a round cannot resume IMP: IMP resumes at round "
+            "boundaries from its own checkpoint_dir.)"
+        )
+
+
+def already_pruned_note(model, masks):
+    """A note when training starts on a model that is already pruned (its
+    masks), or that looks pruned (many exact zeros) but has dense masks.
+
+    Example:
+    >>> model = keras_lottery.wrap(keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)]))
+    >>> already_pruned_note(model, keras_lottery.get_masks(model)) is None
+    True
+    """
+    density = masks_lib.density(masks)
+    if density < 1.0:
+        return (
+            f"IterativeMagnitudePruning: model '{model.name}' is already pruned "
+            f"({100 * density:.2f}% of its weights survive). IMP continues from these "
+            "masks: round 0 trains them as they are, and rounds whose targets keep "
+            "more weights prune nothing."
+        )
+    weights = wrapping.read_weights(model)
+    zeros = sum(int(np.count_nonzero(w == 0)) for w in weights.values())
+    total = sum(w.size for w in weights.values())
+    if total and zeros / total > 0.2:
+        return (
+            f"IterativeMagnitudePruning: {100 * zeros / total:.1f}% of model "
+            f"'{model.name}''s prunable weights are exactly zero, but its masks keep "
+            "every weight: a pruned model loaded without its masks? Load its ticket "
+            "with keras_lottery.load_ticket(path, model) (or the .keras file with "
+            "keras_lottery.load_model) to continue from its masks; as it stands, "
+            "pruned weights can grow back."
+        )
+    return None
+
+
+def asks_nothing(schedule, next_round, targets, current, total_steps, keys, output_keys,
+                 scope="layerwise"):
+    """Whether the schedule asks for a new, higher sparsity that the current
+    masks already meet (holding last round's target is not that)."""
+    kept = sum(
+        min(int(np.count_nonzero(current[key])),
+            round(current[key].size * (1.0 - targets.get(key, 0.0))))
+        for key in current
+    )
+    if kept < masks_lib.counts(current)[0]:
+        return False
+    if next_round == 1:
+        return any(value > 0 for value in targets.values())
+    previous = schedule.targets(next_round - 1, total_steps, keys, output_keys, scope=scope)
+    return previous is not None and targets != previous
+
+
+def positive_int(value, what):
+    """`value` as an int, or ValueError naming `what`.
+
+    Example:
+    >>> positive_int(3, "rounds")
+    3
+    """
+    if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{what} must be an integer >= 1; received {value!r}.")
+    return int(value)
+
+
+def rewind_argument(rewind_to):
+    """`rewind_to` checked: "init", "lr", "finetune" or an iteration (0 means
+    "init").
+
+    Example:
+    >>> rewind_argument(0), rewind_argument(500)
+    ('init', 500)
+    """
+    if isinstance(rewind_to, numbers.Integral) and not isinstance(rewind_to, bool):
+        if rewind_to < 0:
+            raise ValueError(
+                f"rewind_to must be >= 0 when it is an iteration; received {rewind_to}."
+            )
+        return rewinding.INIT if rewind_to == 0 else int(rewind_to)
+    if rewind_to in rewinding.MODES:
+        return rewind_to
+    raise ValueError(
+        f"rewind_to must be one of {rewinding.MODES} or an iteration (int >= 0); "
+        f"received {rewind_to!r}."
+    )

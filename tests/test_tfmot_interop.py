@@ -1,0 +1,42 @@
+"""tfmot schedules rebuilt from their configs (in a subprocess: importing
+tfmot switches tf.keras to Keras 2 for the whole process)."""
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import keras
+import pytest
+
+from keras_lottery import tfmot_interop
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_bad_config_is_refused_before_importing_tfmot():
+    with pytest.raises(ValueError, match="class_name"):
+        tfmot_interop.schedule_from_config({"config": {}})
+    assert "tensorflow_model_optimization" not in sys.modules
+
+
+def test_adapter_config_round_trips_in_subprocess():
+    pytest.importorskip("tensorflow_model_optimization")
+    if keras.backend.backend() != "tensorflow":
+        pytest.skip("tfmot needs TensorFlow")
+    script = textwrap.dedent(
+        """
+        import json, keras, numpy as np
+        import keras_lottery as kl
+        import tensorflow_model_optimization as tfmot
+        schedule = tfmot.sparsity.keras.PolynomialDecay(0.2, 0.8, 10, 100, frequency=10)
+        adapter = kl.schedules.PruningScheduleAdapter(schedule)
+        rebuilt = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(adapter))
+        print(json.dumps([type(rebuilt.schedule).__name__,
+                          rebuilt.target(1, 55, 0) == adapter.target(1, 55, 0)]))
+        """
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            timeout=300, env={**os.environ, "PYTHONPATH": ROOT})
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip().splitlines()[-1] == '["PolynomialDecay", true]'
