@@ -18,25 +18,30 @@ $(STAMP): setup.py
 demo: $(STAMP)
 	$(PY) examples/lenet.py --rounds=15 --iterations=300 --eval_every=30 --trials=2 --output_dir=runs/demo
 
-# The backend-neutral core also runs on JAX and PyTorch (CPU).
-CORE_TESTS := tests/test_pruning.py tests/test_schedules.py tests/test_wrapper.py \
-	tests/test_wrapping.py tests/test_imp.py tests/test_ticket.py tests/test_resume.py \
-	tests/test_docstrings.py tests/test_layering.py
+# The backend-neutral core (every module that touches Keras) also runs on JAX
+# and PyTorch (CPU); the pure-NumPy modules run once, above.
+CORE_TESTS := tests/test_wrapper.py tests/test_wrapping.py tests/test_weight_state.py \
+	tests/test_mask_constraint.py tests/test_keras_internals.py tests/test_layer_tree.py \
+	tests/test_imp.py tests/test_imp_callbacks.py tests/test_any_model.py \
+	tests/test_rewinding.py tests/test_optimizer_state.py tests/test_imp_state.py \
+	tests/test_checkpoint.py tests/test_ticket.py tests/test_resume.py \
+	tests/test_report.py tests/test_docstrings.py
 
 test: $(STAMP)
 	$(PY) -m pytest -q tests
 	KERAS_BACKEND=jax $(PY) -m pytest -q $(CORE_TESTS)
 	KERAS_BACKEND=torch $(PY) -m pytest -q $(CORE_TESTS)
 
-# Bazel users: Debian's offline bazel-bootstrap builds //... and runs every
-# test module as a py_test (BUILD, WORKSPACE, .bazelrc, third_party/bazel/).
+# Bazel users: Debian's offline bazel-bootstrap builds //... (every library,
+# binary and py_test) and runs the py_tests tagged "fast" (BUILD, WORKSPACE,
+# .bazelrc, third_party/bazel/). `bazel test //...` runs them all.
 BAZEL_PACKAGES := bazel-bootstrap bazel-platforms bazel-rules-java
 
 bazel-test: $(STAMP)
 	@command -v bazel >/dev/null && [ -d /usr/share/bazel/rules/java ] || \
 	  { apt-get update -qq && apt-get install -y -qq $(BAZEL_PACKAGES); }
 	tools/write_bazelrc_local.sh
-	bazel test //...
+	bazel test --test_tag_filters=fast //...
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .bazelrc.local

@@ -1,7 +1,9 @@
 """Benchmark: step time of a wrapped (masked) model vs the same dense model.
 
 For each Keras backend (one subprocess each), each model (LeNet-300-100 on
-784 inputs, Conv-6 on 32x32x3; batch 60, Adam, 20% of the weights kept) and
+784 inputs, Conv-6 on 32x32x3, a tiny transformer encoder: embedding, 2
+blocks of attention + feed-forward + layer norm, on 32 tokens; batch 60,
+Adam, 20% of the weights kept) and
 each setting, the dense and the wrapped model are trained on the same arrays,
 interleaved and repeated; the table reports median milliseconds per step and
 the median of the per-repeat masked/dense ratios.
@@ -37,12 +39,32 @@ SETTINGS = {
 }
 
 
-INPUT_SHAPES = {"lenet": (784,), "conv6": (32, 32, 3)}
+INPUT_SHAPES = {"lenet": (784,), "conv6": (32, 32, 3), "encoder": (32,)}
+ENCODER = {"vocab": 1000, "length": 32, "width": 64, "heads": 4, "ffn": 256, "blocks": 2}
+
+
+def encoder(vocab, length, width, heads, ffn, blocks, classes=10):
+    """A tiny transformer encoder classifier (every kernel is pruned: the
+    attention projections, the feed-forward layers, embedding and head)."""
+    import keras
+
+    tokens = keras.Input((length,), dtype="int32")
+    x = keras.layers.Embedding(vocab, width, name="embedding")(tokens)
+    for i in range(blocks):
+        attended = keras.layers.MultiHeadAttention(heads, width // heads, name=f"attention{i}")(x, x)
+        x = keras.layers.LayerNormalization(name=f"norm{i}a")(x + attended)
+        hidden = keras.layers.Dense(ffn, activation="gelu", name=f"ffn{i}_in")(x)
+        x = keras.layers.LayerNormalization(name=f"norm{i}b")(
+            x + keras.layers.Dense(width, name=f"ffn{i}_out")(hidden))
+    pooled = keras.layers.GlobalAveragePooling1D()(x)
+    return keras.Model(tokens, keras.layers.Dense(classes, name="logits")(pooled), name="encoder")
 
 
 def _model(name):
     import keras
 
+    if name == "encoder":
+        return encoder(**ENCODER)
     if name == "lenet":
         return keras.Sequential([
             keras.Input((784,)),
@@ -56,8 +78,13 @@ def _model(name):
     return models.conv_net(6)
 
 
-def worker(backend, name, steps, repeats, batch):
+def worker(backend, name, steps, repeats, batch, settings="all", threads=0):
     """Runs in a subprocess with KERAS_BACKEND set; prints one JSON line."""
+    if threads and backend == "tensorflow":
+        import tensorflow as tf
+
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
     import keras
     import numpy as np
 
@@ -65,10 +92,13 @@ def worker(backend, name, steps, repeats, batch):
     import keras_lottery as kl
 
     rng = np.random.default_rng(0)
-    x = rng.random((steps * batch, *INPUT_SHAPES[name]), dtype=np.float32)
+    if name == "encoder":
+        x = rng.integers(0, ENCODER["vocab"], (steps * batch, ENCODER["length"])).astype("int32")
+    else:
+        x = rng.random((steps * batch, *INPUT_SHAPES[name]), dtype=np.float32)
     y = rng.integers(0, 10, steps * batch).astype("int32")
     rows = []
-    for setting in SETTINGS[backend]:
+    for setting in SETTINGS[backend][: 1 if settings == "first" else None]:
         models = {}
         for kind in ("dense", "masked"):
             keras.utils.set_random_seed(0)
@@ -109,11 +139,15 @@ def main(argv):
     from absl import flags
 
     flags.DEFINE_list("backends", ["tensorflow", "jax", "torch"], "Keras backends.")
-    flags.DEFINE_list("models", ["lenet", "conv6"], "Models: lenet, conv6.")
+    flags.DEFINE_list("models", ["lenet", "conv6", "encoder"], "Models: lenet, conv6, encoder.")
     flags.DEFINE_integer("steps", 200, "Steps per timed fit (LeNet).", lower_bound=10)
     flags.DEFINE_integer("conv_steps", 20, "Steps per timed fit (Conv-6).", lower_bound=1)
     flags.DEFINE_integer("repeats", 7, "Interleaved repeats.", lower_bound=1)
     flags.DEFINE_integer("batch", 60, "Batch size.", lower_bound=1)
+    flags.DEFINE_enum("settings", "all", ["all", "first"],
+                      "Compile settings per backend: all, or only the first (harness checks).")
+    flags.DEFINE_integer("threads", 0, "TensorFlow intra/inter-op threads (0: TF's default). "
+                         "1 gives steadier ratios on a shared 2-core machine.", lower_bound=0)
     flags.DEFINE_string("output", os.path.join(HERE, "results", "step_time.json"), "JSON results.")
     flags.FLAGS(argv)
     f = flags.FLAGS
@@ -122,11 +156,11 @@ def main(argv):
     if unknown:
         raise SystemExit(f"--models: unknown {unknown}; choose from {sorted(INPUT_SHAPES)}.")
     for name in f.models:
-        steps = f.steps if name == "lenet" else f.conv_steps
+        steps = f.conv_steps if name == "conv6" else f.steps
         for backend in f.backends:
             env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "3"}
             command = [sys.executable, __file__, "--worker", backend, name, str(steps),
-                       str(f.repeats), str(f.batch)]
+                       str(f.repeats), str(f.batch), f.settings, str(f.threads)]
             result = subprocess.run(command, capture_output=True, text=True, env=env)
             if result.returncode != 0:
                 print(f"{name} on {backend}: failed\n{result.stderr[-2000:]}")
@@ -145,13 +179,15 @@ def main(argv):
     os.makedirs(os.path.dirname(f.output), exist_ok=True)
     with open(f.output, "w") as out:
         json.dump({"machine": platform.processor() or platform.machine(),
-                   "cpus": os.cpu_count(), "steps": f.steps, "conv_steps": f.conv_steps,
+                   "cpus": os.cpu_count(), "threads": f.threads, "steps": f.steps,
+                   "conv_steps": f.conv_steps,
                    "repeats": f.repeats,
                    "batch": f.batch, "rows": rows}, out, indent=2)
 
 
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "--worker":
-        worker(sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6]))
+        worker(sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6]),
+               sys.argv[7], int(sys.argv[8]))
     else:
         main(sys.argv)

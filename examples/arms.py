@@ -135,9 +135,16 @@ def run_arm(config, directory, spec, data, trial, arm, runtime, ticket=None):
             os.path.join(directory.path, "tensorboard", f"trial{trial}_{arm}")))
     print(f"trial {trial} {arm}: {flags['rounds']} rounds x {config.iterations} iterations",
           flush=True)
+    train_data = pipeline(x, y, flags["batch_size"], seed=seed, augment=spec.get("augment"),
+                          repeat=True)
+    if initial_epoch:
+        # The batches an uninterrupted run would train on from here: a resumed
+        # arm (or a control starting at the ticket's round 1) sees the same
+        # data order.
+        train_data = train_data.skip(initial_epoch * config.steps_per_epoch)
     runtime.fit(
         model,
-        pipeline(x, y, flags["batch_size"], seed=seed, augment=spec.get("augment"), repeat=True),
+        train_data,
         steps_per_epoch=config.steps_per_epoch,
         epochs=imp.total_epochs,
         initial_epoch=initial_epoch,

@@ -71,14 +71,23 @@ def require_fraction(name):
 
 def main(script_main):
     """Runs a script: `--help` lists every flag the script takes (its own and
-    these shared ones) and exits 0; otherwise `absl.app.run`."""
+    these shared ones) and exits 0; flag errors are reported before anything
+    heavy is imported; otherwise `absl.app.run`."""
     if any(arg in ("--help", "-h", "--helpshort", "-?") for arg in sys.argv[1:]):
         module = sys.modules["__main__"]
         print((module.__doc__ or "").strip() + "\n")
         print(FLAGS.module_help(sys.argv[0]))
         print(FLAGS.module_help("experiment"))
         sys.exit(0)
-    app.run(script_main)
+
+    def checked_main(argv):
+        problem = run_config.flag_problem(
+            run_config.script_flags(FLAGS, [sys.argv[0], "experiment"]))
+        if problem:
+            raise app.UsageError(problem)
+        return script_main(argv)
+
+    app.run(checked_main)
 
 
 def run(name, build_model, make_optimizer, rate, augment=None):

@@ -84,16 +84,10 @@ class RunConfig:
     def from_flags(cls, script, flag_values, modules, train_size):
         """Checks flag combinations and derives the schedule of the run."""
         flags = script_flags(flag_values, modules)
-        unknown = sorted(set(flags["controls"]) - set(ARMS[1:]))
-        if unknown:
-            raise app.UsageError(f"--controls accepts reinit and random_prune; got {unknown}.")
+        problem = flag_problem(flags)
+        if problem:
+            raise app.UsageError(problem)
         distributed = flags["distribute"] != "none"
-        if distributed and ((flags["steps_per_execution"] or 1) > 1 or flags["jit_compile"]):
-            raise app.UsageError(
-                f"--steps_per_execution > 1 and --jit_compile do not work with "
-                f"--distribute={flags['distribute']} in Keras 3 (keras-team/keras#19246); "
-                "use one or the other."
-            )
         iterations = flags["iterations"]
         if flags["epochs_per_round"] is not None:
             iterations = max(1, round(flags["epochs_per_round"] * train_size / flags["batch_size"]))
@@ -118,6 +112,40 @@ class RunConfig:
             spe = max(d for d in range(1, min(period, 100) + 1) if period % d == 0)
         jit = flags["jit_compile"] if flags["jit_compile"] is not None else not distributed
         return cls(script, flags, steps, iterations // steps, spe, bool(jit))
+
+
+def flag_problem(flags):
+    """What is wrong with a combination of flag values (`{name: value}`), or
+    None. Checked before anything heavy is imported."""
+    unknown = sorted(set(flags["controls"]) - set(ARMS[1:]))
+    if unknown:
+        return f"--controls accepts reinit and random_prune; got {unknown}."
+    if flags["distribute"] != "none" and (
+        (flags["steps_per_execution"] or 1) > 1 or flags["jit_compile"]
+    ):
+        return (
+            f"--steps_per_execution > 1 and --jit_compile do not work with "
+            f"--distribute={flags['distribute']} in Keras 3 (keras-team/keras#19246); "
+            "use one or the other."
+        )
+    try:
+        rewind = parse_rewind(flags["rewind_to"])
+    except app.UsageError as error:
+        return str(error)
+    iterations = flags["iterations"]
+    if flags["epochs_per_round"] is None and iterations is not None:
+        steps = min(flags["eval_every"], iterations)
+        if iterations % steps:
+            return f"Iterations per round ({iterations}) must be a multiple of --eval_every ({steps})."
+        if isinstance(rewind, int) and rewind > iterations:
+            return f"--rewind_to={rewind} is beyond a round of {iterations} iterations."
+    dataset = flags["dataset"]
+    if not (dataset in ("digits", "mnist", "fashion_mnist", "cifar10") or dataset.startswith("idx:")):
+        return (
+            f"--dataset={dataset}: Unknown dataset {dataset!r}: use 'digits', "
+            "'idx:<directory of IDX files>', 'mnist', 'fashion_mnist' or 'cifar10'."
+        )
+    return None
 
 
 def parse_rewind(value):
