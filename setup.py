@@ -7,6 +7,8 @@ EXTRAS = {
     "datasets": ["tensorflow-datasets"],
     "examples": ["scikit-learn", "matplotlib", "tensorboard"],
     "export": ["ai-edge-litert"],
+    # Models users prune in the tests (KerasHub backbones built from config).
+    "models": ["keras-hub"],
     # Other Keras backends for the core (CPU builds; torch 2.13.0 is the CPU
     # wheel these machines provide).
     "jax": ["jax"],
@@ -20,6 +22,7 @@ EXTRAS["test"] = sorted(
         *EXTRAS["datasets"],
         *EXTRAS["examples"],
         *EXTRAS["export"],
+        *EXTRAS["models"],
         *EXTRAS["jax"],
         *EXTRAS["torch"],
     }

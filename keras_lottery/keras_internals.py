@@ -122,7 +122,7 @@ def detach_sublayer(owner, attribute):
     owner._tracker.unlock()
     try:
         owner._layers[:] = [layer for layer in owner._layers if layer is not sublayer]
-        object.__delattr__(owner, attribute)
+        delattr(owner, attribute)
     finally:
         if locked:
             owner._tracker.lock()
@@ -241,6 +241,43 @@ def producers(tensor):
         return None, []
     node = operation._inbound_nodes[node_index]
     return operation, list(node.input_tensors)
+
+
+def graph_nodes(model):
+    """`[(operation, input tensors, output tensors)]` of a functional (or
+    built Sequential) model, in execution order, or None for a subclassed
+    model.
+
+    Example:
+    >>> x = keras.Input((2,))
+    >>> model = keras.Model(x, keras.layers.Dense(1, name="d")(x))
+    >>> [op.name for op, _, _ in graph_nodes(model)]
+    ['d']
+    """
+    if isinstance(model, keras.Sequential):
+        model = getattr(model, "_functional", None)
+    by_depth = getattr(model, "_nodes_by_depth", None)
+    if by_depth is None:
+        return None
+    nodes = []
+    for depth in sorted(by_depth, reverse=True):
+        for node in by_depth[depth]:
+            if node.operation is None or node.is_input:
+                continue
+            nodes.append((node.operation, list(node.input_tensors), list(node.outputs)))
+    return nodes
+
+
+def model_inputs(model):
+    """The symbolic input tensors of a functional or Sequential model.
+
+    Example:
+    >>> len(model_inputs(keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])))
+    1
+    """
+    if isinstance(model, keras.Sequential):
+        model = getattr(model, "_functional", None)
+    return keras.tree.flatten(model.inputs) if model is not None else None
 
 
 def model_outputs(model):

@@ -2,6 +2,7 @@
 controls, schedules, logs and bad input — all inside one `model.fit`."""
 
 import csv
+import importlib.util
 import subprocess
 import sys
 import textwrap
@@ -326,7 +327,8 @@ def test_same_seed_same_masks_and_metrics():
 
 
 def test_tfmot_polynomial_decay_in_subprocess(tmp_path):
-    pytest.importorskip("tensorflow_model_optimization")
+    if importlib.util.find_spec("tensorflow_model_optimization") is None:
+        pytest.skip("tensorflow-model-optimization is not installed")
     script = textwrap.dedent(
         """
         import os, sys, json

@@ -2,6 +2,7 @@
 schedules that do not fire, without validation data: it composes, or it says
 what it does."""
 
+import importlib.util
 import os
 import subprocess
 import sys
@@ -287,7 +288,8 @@ def test_the_summary_line_does_not_cut_the_progress_bar(capfd):
 
 
 def test_tfmot_polynomial_decay_default_frequency_in_subprocess():
-    pytest.importorskip("tensorflow_model_optimization")
+    if importlib.util.find_spec("tensorflow_model_optimization") is None:
+        pytest.skip("tensorflow-model-optimization is not installed")
     script = textwrap.dedent(
         """
         import json, os, warnings

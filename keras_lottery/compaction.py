@@ -1,0 +1,442 @@
+"""Compaction: a ticket as a physically smaller dense model.
+
+A structured ticket (whole neurons or filters pruned, see
+`keras_lottery.structure`) computes the same function as a smaller network
+with those units removed. `compact(model)` performs that surgery on a
+functional or Sequential model and returns a plain Keras model whose layers
+are narrower (fewer Dense units, fewer Conv filters, the matching inputs of
+the next layers, BatchNormalization entries), so it is faster on every
+runtime. The same surgery removes the dead units of an unstructured ticket.
+
+A unit is removed when its output is not needed: its fan-in is zero and
+`activation(bias)` is 0, or no consumer reads it (its fan-out is zero). A
+unit whose fan-in is zero but whose output is a non-zero constant (a bias
+through the activation) is folded into the biases of its consumers where
+that is exact (Dense layers, and convolutions with "valid" padding or a
+1x1 kernel, through activations, pooling, dropout, batch normalization and
+Flatten); elsewhere it stays. Merges are handled: an `Add` keeps a channel
+any of its inputs needs, a `Concatenate` maps channels by offset. A layer
+that would see fewer channels and is not one of these is refused, by name.
+
+Example:
+>>> x = keras.Input((4,))
+>>> h = keras.layers.Dense(6, activation="relu", name="h")(x)
+>>> model = keras_lottery.wrap(keras.Model(x, keras.layers.Dense(2, name="out")(h)))
+>>> mask = np.ones((4, 6), bool); mask[:, 3:] = False
+>>> keras_lottery.set_masks(model, {"h/kernel": mask})
+>>> _ = model.get_layer("h").bias.assign(np.zeros(6))
+>>> small = compact(model)
+>>> small.model.get_layer("h").units, small.removed
+(3, {'h': 3})
+"""
+
+import dataclasses
+
+import keras
+import numpy as np
+from keras import ops
+
+from keras_lottery import keras_internals
+from keras_lottery import wrapping
+
+_DENSE = (keras.layers.Dense,)
+_CONV = (keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.Conv3D)
+_DEPTHWISE = (keras.layers.DepthwiseConv1D, keras.layers.DepthwiseConv2D)
+_NORM = (keras.layers.BatchNormalization,)
+# Layers that act on each channel on its own: a constant channel stays
+# constant (through `_constant_through`), removing a channel removes it.
+_CHANNELWISE = tuple(
+    cls
+    for cls in (
+        keras.layers.Activation, keras.layers.ReLU, keras.layers.LeakyReLU, keras.layers.ELU,
+        keras.layers.Dropout, keras.layers.SpatialDropout1D,
+        keras.layers.SpatialDropout2D, keras.layers.SpatialDropout3D, keras.layers.GaussianNoise,
+        keras.layers.GaussianDropout, keras.layers.AlphaDropout, keras.layers.Identity,
+        keras.layers.MaxPooling1D, keras.layers.MaxPooling2D, keras.layers.MaxPooling3D,
+        keras.layers.AveragePooling1D, keras.layers.AveragePooling2D,
+        keras.layers.AveragePooling3D, keras.layers.GlobalAveragePooling1D,
+        keras.layers.GlobalAveragePooling2D, keras.layers.GlobalAveragePooling3D,
+        keras.layers.GlobalMaxPooling1D, keras.layers.GlobalMaxPooling2D,
+        keras.layers.GlobalMaxPooling3D,
+    )
+    if cls is not None
+)
+_MERGE_SAME = (keras.layers.Add, keras.layers.Subtract, keras.layers.Maximum,
+               keras.layers.Minimum, keras.layers.Average, keras.layers.Multiply)
+
+
+class CompactionError(ValueError):
+    """The model cannot be compacted as asked (the layer is named).
+
+    Example:
+    >>> issubclass(CompactionError, ValueError)
+    True
+    """
+
+
+@dataclasses.dataclass
+class CompactionResult:
+    """A compacted model and what was removed.
+
+    Attributes:
+        model: the plain, smaller Keras model.
+        removed: `{layer name: units or filters removed}`.
+        folded: units whose constant output went into their consumers' biases.
+        params_before, params_after: parameter counts of the plain and the
+            compacted model.
+    """
+
+    model: object
+    removed: dict
+    folded: int
+    params_before: int
+    params_after: int
+
+
+def compact(model):
+    """Removes the units a (structured) ticket does not need; see the module
+    docstring.
+
+    Args:
+        model: a functional or Sequential model, wrapped or plain.
+
+    Returns:
+        A `CompactionResult`; `result.model` computes what `model` computes
+        (float rounding aside).
+
+    Raises:
+        CompactionError: a subclassed model, a layer shared by two calls, or a
+            layer that would see fewer channels and is not supported (named).
+    """
+    plain = wrapping.strip(model) if wrapping.has_lottery_state(model) else model
+    nodes = keras_internals.graph_nodes(plain)
+    if nodes is None:
+        raise CompactionError(
+            f"compact needs the graph of a functional or Sequential model; "
+            f"'{plain.name}' ({type(plain).__name__}) is subclassed. Build the "
+            "ticket's architecture functionally to compact it."
+        )
+    calls = {}
+    for operation, _, _ in nodes:
+        calls[id(operation)] = calls.get(id(operation), 0) + 1
+    plan = _Plan(plain, nodes, calls)
+    plan.analyse()
+    compacted = plan.build()
+    return CompactionResult(
+        model=compacted,
+        removed={name: n for name, n in plan.removed.items() if n},
+        folded=plan.folded,
+        params_before=plain.count_params(),
+        params_after=compacted.count_params(),
+    )
+
+
+class _Plan:
+    """Which channels every tensor keeps, and how every layer shrinks."""
+
+    def __init__(self, model, nodes, calls):
+        self.model = model
+        self.nodes = nodes
+        self.calls = calls
+        self.weights = {id(op): [ops.convert_to_numpy(w) for w in op.weights] for op, _, _ in nodes}
+        self.consumers = {}
+        for index, (_, inputs, _) in enumerate(nodes):
+            for tensor in inputs:
+                self.consumers.setdefault(id(tensor), []).append(index)
+        self.needed = {}  # id(tensor) -> bool array over its channels
+        self.kept = {}  # id(tensor) -> sorted kept channel indices
+        self.fold = {}  # id(op) -> {unit: constant} folded away
+        self.units_keep = {}  # id(op) -> bool per unit the layer keeps
+        self.removed = {}
+        self.folded = 0
+
+    # -------------------------------------------------------------- analyse
+
+    def analyse(self):
+        outputs = keras_internals.model_outputs(self.model)
+        for tensor in outputs:
+            self.needed[id(tensor)] = np.ones(_width(tensor), bool)
+        for operation, inputs, outs in reversed(self.nodes):
+            need_out = [self._need_of(t) for t in outs]
+            self._backward(operation, inputs, outs, need_out)
+        for tensor in keras_internals.model_inputs(self.model):
+            self.kept[id(tensor)] = np.arange(_width(tensor))
+        for operation, inputs, outs in self.nodes:
+            self._forward(operation, inputs, outs)
+
+    def _need_of(self, tensor):
+        need = self.needed.get(id(tensor))
+        if need is None:  # a tensor no node reads and no output is
+            need = np.zeros(_width(tensor), bool)
+        return need
+
+    def _add_need(self, tensor, need):
+        width = _width(tensor)
+        current = self.needed.get(id(tensor), np.zeros(width, bool))
+        self.needed[id(tensor)] = current | np.asarray(need, bool)
+
+    def _backward(self, op, inputs, outs, need_out):
+        """What each input of `op` must provide for what its outputs must."""
+        if isinstance(op, _DENSE + _CONV) and self._owner_ok(op):
+            kernel, bias = self._kernel_bias(op)
+            units = self._units(op, kernel, bias)
+            keep = need_out[0] & (units != "zero")
+            rows = np.moveaxis(kernel, -2, 0).reshape(kernel.shape[-2], -1, kernel.shape[-1])
+            self._add_need(inputs[0], (rows[:, :, keep] != 0).any(axis=(1, 2)))
+            self.units_keep[id(op)] = keep
+            return
+        if isinstance(op, _DEPTHWISE) and self.calls[id(op)] == 1:
+            multiplier = op.depth_multiplier
+            need = need_out[0].reshape(-1, multiplier).any(axis=1)
+            self._add_need(inputs[0], need)
+            return
+        if isinstance(op, _NORM + _CHANNELWISE) and len(inputs) == 1 and _channelwise_axis(op):
+            self._add_need(inputs[0], need_out[0])
+            return
+        if isinstance(op, keras.layers.Flatten) and len(inputs) == 1:
+            channels = _width(inputs[0])
+            self._add_need(inputs[0], need_out[0].reshape(-1, channels).any(axis=0))
+            return
+        if isinstance(op, _MERGE_SAME) and _last_axis_aligned(inputs, outs):
+            for tensor in inputs:
+                self._add_need(tensor, need_out[0])
+            return
+        if isinstance(op, keras.layers.Concatenate) and op.axis in (-1, len(outs[0].shape) - 1):
+            offset = 0
+            for tensor in inputs:
+                width = _width(tensor)
+                self._add_need(tensor, need_out[0][offset : offset + width])
+                offset += width
+            return
+        # Anything else needs all of its inputs (and may not shrink).
+        for tensor in inputs:
+            self._add_need(tensor, np.ones(_width(tensor), bool))
+
+    def _forward(self, op, inputs, outs):
+        in_kept = [self.kept[id(t)] for t in inputs]
+        full = [len(k) == _width(t) for k, t in zip(in_kept, inputs)]
+        name = op.name
+        if isinstance(op, _DENSE + _CONV) and self._owner_ok(op):
+            keep = self.units_keep[id(op)]
+            kernel, bias = self._kernel_bias(op)
+            units = self._units(op, kernel, bias)
+            constant = (units == "constant") & keep
+            foldable = constant & self._can_fold(outs[0])
+            keep = keep & ~foldable
+            if foldable.any():
+                values = _activate(op, bias)
+                self.fold[id(op)] = {int(u): float(values[u]) for u in np.flatnonzero(foldable)}
+                self.folded += int(foldable.sum())
+            self.kept[id(outs[0])] = np.flatnonzero(keep)
+            self.removed[name] = int(keep.size - keep.sum())
+            return
+        if isinstance(op, _DEPTHWISE) and self.calls[id(op)] == 1:
+            multiplier = op.depth_multiplier
+            self.kept[id(outs[0])] = np.array(
+                [c * multiplier + m for c in in_kept[0] for m in range(multiplier)], int)
+            return
+        if isinstance(op, _NORM + _CHANNELWISE) and len(inputs) == 1 and _channelwise_axis(op):
+            self.kept[id(outs[0])] = in_kept[0]
+            return
+        if isinstance(op, keras.layers.Flatten) and len(inputs) == 1:
+            channels = _width(inputs[0])
+            positions = _width(outs[0]) // channels
+            self.kept[id(outs[0])] = np.array(
+                [p * channels + c for p in range(positions) for c in in_kept[0]], int)
+            return
+        if isinstance(op, _MERGE_SAME) and _last_axis_aligned(inputs, outs):
+            union = np.unique(np.concatenate(in_kept))
+            if not all(np.array_equal(k, union) for k in in_kept):
+                raise CompactionError(
+                    f"Layer '{name}' ({type(op).__name__}) merges inputs that keep "
+                    "different channels; compaction keeps what every branch of a "
+                    "residual needs only when the branches agree. Prune the branches "
+                    "of a residual together, or leave them dense."
+                )
+            self.kept[id(outs[0])] = union
+            return
+        if isinstance(op, keras.layers.Concatenate) and op.axis in (-1, len(outs[0].shape) - 1):
+            offset, parts = 0, []
+            for tensor, kept in zip(inputs, in_kept):
+                parts.append(kept + offset)
+                offset += _width(tensor)
+            self.kept[id(outs[0])] = np.concatenate(parts)
+            return
+        if not all(full):
+            raise CompactionError(
+                f"Layer '{name}' ({type(op).__name__}) would see fewer channels after "
+                "compaction, and compaction does not know how to shrink it. Leave the "
+                "layers that feed it dense (exclude them from wrapping), or compact "
+                "a model without it."
+            )
+        for tensor in outs:
+            self.kept[id(tensor)] = np.arange(_width(tensor))
+
+    def _owner_ok(self, op):
+        if self.calls[id(op)] > 1:
+            raise CompactionError(
+                f"Layer '{op.name}' is called {self.calls[id(op)]} times in the model "
+                "(a shared layer); compaction shrinks each layer once."
+            )
+        if isinstance(op, _CONV) and op.data_format != "channels_last":
+            raise CompactionError(f"Layer '{op.name}': compaction needs channels_last convolutions.")
+        return True
+
+    def _kernel_bias(self, op):
+        values = self.weights[id(op)]
+        kernel = values[0]
+        bias = values[1] if op.use_bias else np.zeros(kernel.shape[-1], kernel.dtype)
+        return kernel, bias
+
+    def _units(self, op, kernel, bias):
+        fan_in = (kernel.reshape(-1, kernel.shape[-1]) != 0).any(axis=0)
+        constant = _activate(op, bias) != 0
+        return np.where(fan_in, "live", np.where(constant, "constant", "zero"))
+
+    def _can_fold(self, tensor):
+        """Per channel: can a constant on this channel be folded into every
+        consumer it reaches (exactly)?"""
+        width = _width(tensor)
+        ok = np.ones(width, bool)
+        for index in self.consumers.get(id(tensor), []):
+            op, inputs, outs = self.nodes[index]
+            if isinstance(op, _DENSE):
+                continue
+            if isinstance(op, _CONV) and (
+                op.padding == "valid" or all(k == 1 for k in op.kernel_size)
+            ):
+                continue
+            if isinstance(op, _NORM + _CHANNELWISE) and _channelwise_axis(op) and len(outs) == 1:
+                ok &= self._can_fold(outs[0])
+                continue
+            if isinstance(op, keras.layers.Flatten):
+                below = self._can_fold(outs[0])
+                ok &= below.reshape(-1, width).all(axis=0)
+                continue
+            return np.zeros(width, bool)
+        return ok & bool(self.consumers.get(id(tensor)))
+
+    # ---------------------------------------------------------------- build
+
+    def build(self):
+        plan = self
+        sizes = {}
+        for op, inputs, outs in self.nodes:
+            if isinstance(op, _DENSE + _CONV):
+                sizes[id(op)] = len(self.kept[id(outs[0])])
+
+        def clone(layer):
+            config = layer.get_config()
+            if id(layer) in sizes:
+                key = "units" if isinstance(layer, _DENSE) else "filters"
+                config[key] = max(1, sizes[id(layer)])
+            return layer.__class__.from_config(config)
+
+        new_model = keras.models.clone_model(self.model, clone_function=clone)
+        by_name = {layer.name: layer for layer in _layers(new_model)}
+        constants = self._constants()
+        for op, inputs, outs in self.nodes:
+            new = by_name.get(op.name)
+            if new is None or not op.weights:
+                continue
+            in_keep = [plan.kept[id(t)] for t in inputs]
+            out_keep = plan.kept[id(outs[0])]
+            new.set_weights(self._sliced(op, in_keep, out_keep, constants.get(id(op), {})))
+        return new_model
+
+    def _constants(self):
+        """`{id(consumer op): {"bias": delta}}`: the folded constants' effect
+        on the biases of the layers that read them."""
+        deltas = {}
+        for op, _, outs in self.nodes:
+            for unit, value in self.fold.get(id(op), {}).items():
+                self._push_constant(outs[0], unit, value, deltas)
+        return deltas
+
+    def _push_constant(self, tensor, channel, value, deltas):
+        width = _width(tensor)
+        for index in self.consumers.get(id(tensor), []):
+            op, inputs, outs = self.nodes[index]
+            if isinstance(op, _DENSE + _CONV):
+                kernel = self.weights[id(op)][0]
+                rows = kernel[..., channel, :]
+                if isinstance(op, _CONV) and op.padding != "valid":
+                    rows = rows.reshape(-1, rows.shape[-1])  # 1x1: one tap
+                contribution = value * rows.reshape(-1, kernel.shape[-1]).sum(axis=0)
+                deltas.setdefault(id(op), {}).setdefault("bias", np.zeros(kernel.shape[-1]))
+                deltas[id(op)]["bias"] += contribution
+            elif isinstance(op, keras.layers.Flatten):
+                positions = _width(outs[0]) // width
+                for p in range(positions):
+                    self._push_constant(outs[0], p * width + channel, value, deltas)
+            else:  # channel-wise: the constant goes through the layer
+                self._push_constant(outs[0], channel, _constant_through(op, channel, value), deltas)
+
+    def _sliced(self, op, in_keep, out_keep, delta):
+        values = self.weights[id(op)]
+        if isinstance(op, _DENSE + _CONV):
+            kernel = np.take(np.take(values[0], in_keep[0], axis=-2), out_keep, axis=-1)
+            result = [kernel]
+            if op.use_bias:
+                bias = values[1] + delta.get("bias", 0.0)
+                result.append(bias[out_keep].astype(values[1].dtype))
+            elif "bias" in delta:
+                raise CompactionError(
+                    f"Layer '{op.name}' has no bias to take a folded constant; "
+                    "give it use_bias=True or keep the constant units."
+                )
+            return result
+        if isinstance(op, _DEPTHWISE):
+            kernel = np.take(values[0], in_keep[0], axis=-2)
+            result = [kernel]
+            if op.use_bias:
+                result.append(values[1][out_keep])
+            return result
+        if isinstance(op, _NORM + _CHANNELWISE):
+            # Per-channel vectors (BatchNormalization's gamma, beta, moving
+            # statistics) follow the kept channels.
+            return [v[out_keep] if v.ndim == 1 else v for v in values]
+        return values
+
+
+def _layers(model):
+    from keras_lottery import layer_tree
+
+    return [layer for layer, _ in layer_tree.walk(model)][1:]
+
+
+def _width(tensor):
+    return int(tensor.shape[-1])
+
+
+def _channelwise_axis(op):
+    axis = getattr(op, "axis", -1)
+    if isinstance(axis, (list, tuple)):
+        axis = axis[0] if len(axis) == 1 else None
+    return axis in (-1, None) or (isinstance(axis, int) and axis > 0)
+
+
+def _last_axis_aligned(inputs, outs):
+    return all(_width(t) == _width(outs[0]) for t in inputs)
+
+
+def _activate(op, values):
+    activation = getattr(op, "activation", None)
+    values = np.asarray(values, np.float32)
+    if activation is None:
+        return values
+    return np.asarray(ops.convert_to_numpy(activation(ops.convert_to_tensor(values))))
+
+
+def _constant_through(op, channel, value):
+    """The value a constant channel has after a channel-wise layer."""
+    if isinstance(op, _NORM):
+        values = {w.name: ops.convert_to_numpy(w)[channel] for w in op.weights}
+        gamma = values.get("gamma", 1.0)
+        beta = values.get("beta", 0.0)
+        return float(gamma * (value - values["moving_mean"])
+                     / np.sqrt(values["moving_variance"] + op.epsilon) + beta)
+    if isinstance(op, (keras.layers.Activation, keras.layers.ReLU, keras.layers.LeakyReLU,
+                       keras.layers.ELU)):
+        return float(ops.convert_to_numpy(op(ops.convert_to_tensor(np.float32([value]))))[0])
+    return value  # dropout, noise (inference), pooling: a constant stays

@@ -1,0 +1,147 @@
+"""Compaction: the smaller model computes what the masked model computes,
+and its layers shrink by the pruned counts."""
+
+import keras
+import numpy as np
+import pytest
+
+import keras_lottery as kl
+from keras_lottery import compaction
+
+
+def _np(x):
+    return keras.ops.convert_to_numpy(x)
+
+
+def _prune_units(model, key, units, zero_bias=True):
+    """Prunes whole output units of a kernel (its columns), as a structured
+    ticket does (with the bias of a pruned unit masked too)."""
+    masks = kl.get_masks(model)
+    mask = masks[key].copy()
+    mask[..., units] = False
+    kl.set_masks(model, {key: mask})
+    if zero_bias:
+        owner = next(p.owner for p in kl.prunable_weights(model) if p.key == key)
+        bias = _np(owner.bias).copy()
+        bias[units] = 0
+        owner.bias.assign(bias)
+
+
+def _check(model, x, removed, atol=1e-5):
+    result = compaction.compact(model)
+    np.testing.assert_allclose(_np(result.model(x)), _np(model(x)), atol=atol, rtol=1e-5)
+    assert result.removed == removed
+    assert result.params_after < result.params_before
+    assert not kl.prunable_weights(result.model)
+    return result
+
+
+def test_dense_to_dense():
+    x = keras.Input((10,))
+    h = keras.layers.Dense(8, activation="relu", name="h1")(x)
+    h = keras.layers.Dense(6, activation="relu", name="h2")(h)
+    model = kl.wrap(keras.Model(x, keras.layers.Dense(3, name="out")(h)))
+    _prune_units(model, "h1/kernel", [0, 3, 5])
+    _prune_units(model, "h2/kernel", [1])
+    data = np.random.default_rng(0).normal(size=(16, 10)).astype("float32")
+    result = _check(model, data, {"h1": 3, "h2": 1})
+    assert result.model.get_layer("h1").units == 5 and result.model.get_layer("h2").units == 5
+    assert result.model.get_layer("h2").kernel.shape == (5, 5)
+
+
+def test_conv_bn_conv_and_flatten():
+    x = keras.Input((8, 8, 3))
+    h = keras.layers.Conv2D(6, 3, padding="same", name="c1")(x)
+    h = keras.layers.BatchNormalization(name="bn")(h)
+    h = keras.layers.ReLU()(h)
+    h = keras.layers.Conv2D(5, 3, padding="same", activation="relu", name="c2")(h)
+    h = keras.layers.MaxPooling2D()(h)
+    out = keras.layers.Dense(2, name="out")(keras.layers.Flatten()(h))
+    model = kl.wrap(keras.Model(x, out))
+    rng = np.random.default_rng(0)
+    bn = model.get_layer("bn")
+    bn.moving_mean.assign(rng.normal(size=6))
+    bn.moving_variance.assign(rng.random(6) + 0.5)
+    _prune_units(model, "c1/kernel", [1, 4])
+    # A pruned filter followed by batch normalization: its BN entries are
+    # pruned with it (gamma and beta 0), so the channel is exactly zero.
+    gamma, beta = _np(bn.gamma).copy(), _np(bn.beta).copy()
+    gamma[[1, 4]] = 0
+    beta[[1, 4]] = 0
+    bn.gamma.assign(gamma)
+    bn.beta.assign(beta)
+    _prune_units(model, "c2/kernel", [0])
+    data = rng.normal(size=(4, 8, 8, 3)).astype("float32")
+    result = _check(model, data, {"c1": 2, "c2": 1})
+    assert result.model.get_layer("bn").gamma.shape == (4,)
+    assert result.model.get_layer("c2").kernel.shape == (3, 3, 4, 4)
+    assert result.model.get_layer("out").kernel.shape == (4 * 4 * 4, 2)
+
+
+def test_residual_add_and_concatenate():
+    x = keras.Input((6,))
+    a = keras.layers.Dense(4, activation="relu", name="a")(x)
+    b = keras.layers.Dense(4, activation="relu", name="b")(x)
+    summed = keras.layers.Add()([a, b])
+    c = keras.layers.Dense(3, activation="relu", name="c")(x)
+    joined = keras.layers.Concatenate()([summed, c])
+    model = kl.wrap(keras.Model(x, keras.layers.Dense(2, name="out")(joined)))
+    _prune_units(model, "a/kernel", [2])
+    _prune_units(model, "b/kernel", [2])  # the residual branches agree
+    _prune_units(model, "c/kernel", [0, 1])
+    data = np.random.default_rng(1).normal(size=(8, 6)).astype("float32")
+    result = _check(model, data, {"a": 1, "b": 1, "c": 2})
+    assert result.model.get_layer("out").kernel.shape == (3 + 1, 2)
+
+
+def test_branches_of_a_residual_that_disagree_are_refused():
+    x = keras.Input((6,))
+    a = keras.layers.Dense(4, name="a")(x)
+    b = keras.layers.Dense(4, name="b")(x)
+    model = kl.wrap(keras.Model(x, keras.layers.Dense(2, name="out")(keras.layers.Add()([a, b]))))
+    _prune_units(model, "a/kernel", [0])
+    with pytest.raises(compaction.CompactionError, match="'add'.*residual"):
+        compaction.compact(model)
+
+
+def test_dead_units_of_an_unstructured_ticket_fold_their_constant():
+    x = keras.Input((5,))
+    h = keras.layers.Dense(6, activation="relu", name="h")(x)
+    model = kl.wrap(keras.Model(x, keras.layers.Dense(2, name="out")(h)))
+    # Unit 2 loses its whole fan-in but keeps a bias: a constant relu(b) > 0.
+    _prune_units(model, "h/kernel", [2], zero_bias=False)
+    bias = _np(model.get_layer("h").bias).copy()
+    bias[2] = 0.7
+    model.get_layer("h").bias.assign(bias)
+    # Unit 4 feeds nothing (its fan-out is zero).
+    mask = kl.get_masks(model)["out/kernel"].copy()
+    mask[4, :] = False
+    kl.set_masks(model, {"out/kernel": mask})
+    data = np.random.default_rng(2).normal(size=(8, 5)).astype("float32")
+    result = _check(model, data, {"h": 2})
+    assert result.folded == 1
+
+
+def test_layers_it_cannot_shrink_are_named():
+    x = keras.Input((4, 6))
+    h = keras.layers.Dense(6, name="h")(x)
+    h = keras.layers.LayerNormalization(name="norm")(h)
+    model = kl.wrap(keras.Model(x, keras.layers.Dense(2, name="out")(h)))
+    _prune_units(model, "h/kernel", [0])
+    with pytest.raises(compaction.CompactionError, match="'norm'"):
+        compaction.compact(model)
+
+
+def test_subclassed_models_are_refused():
+    class Net(keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.fc = keras.layers.Dense(2)
+
+        def call(self, x):
+            return self.fc(x)
+
+    net = Net()
+    net(np.ones((1, 3)))
+    with pytest.raises(compaction.CompactionError, match="functional or Sequential"):
+        compaction.compact(net)
