@@ -12,6 +12,9 @@ Example:
 """
 
 from keras_lottery import masks
+from keras_lottery.compaction import CompactionError
+from keras_lottery.compaction import CompactionResult
+from keras_lottery.compaction import compact
 from keras_lottery import schedules
 from keras_lottery.export import ExportResult
 from keras_lottery.export import ExportVerificationError
@@ -21,6 +24,7 @@ from keras_lottery.export import size_report
 from keras_lottery.export import tflite_predict
 from keras_lottery.imp import IterativeMagnitudePruning
 from keras_lottery.mask_constraint import MaskConstraint
+from keras_lottery.pattern_check import check_pattern
 from keras_lottery.registry import register_prunable
 from keras_lottery.report import SparsityReport
 from keras_lottery.report import sparsity_report
@@ -48,6 +52,10 @@ layer_masks = get_masks
 set_layer_masks = set_masks
 
 __all__ = [
+    "CompactionError",
+    "CompactionResult",
+    "check_pattern",
+    "compact",
     "ExportResult",
     "ExportVerificationError",
     "HostSnapshot",

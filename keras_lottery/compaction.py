@@ -84,6 +84,12 @@ class CompactionResult:
         folded: units whose constant output went into their consumers' biases.
         params_before, params_after: parameter counts of the plain and the
             compacted model.
+
+    Example:
+    >>> result = CompactionResult(model=None, removed={"h": 3}, folded=0,
+    ...                           params_before=30, params_after=18)
+    >>> result.params_after / result.params_before
+    0.6
     """
 
     model: object
@@ -93,20 +99,34 @@ class CompactionResult:
     params_after: int
 
 
-def compact(model):
+def compact(model, sample_inputs=None, tolerance=1e-4):
     """Removes the units a (structured) ticket does not need; see the module
-    docstring.
+    docstring. The compacted model is checked against the masked one.
 
     Args:
         model: a functional or Sequential model, wrapped or plain.
+        sample_inputs: inputs to compare the two models on (default: 8
+            random examples per input).
+        tolerance: largest allowed `|compacted - masked|`, relative to the
+            largest output magnitude (at least 1).
 
     Returns:
         A `CompactionResult`; `result.model` computes what `model` computes
-        (float rounding aside).
+        (float rounding aside). Export it like any model:
+        `keras_lottery.export_tflite(compact(ticket).model, "small.tflite")`.
 
     Raises:
-        CompactionError: a subclassed model, a layer shared by two calls, or a
-            layer that would see fewer channels and is not supported (named).
+        CompactionError: a subclassed model, a layer shared by two calls, a
+            layer that would see fewer channels and is not supported (named),
+            or outputs that differ beyond `tolerance`.
+
+    Example:
+    >>> x = keras.Input((3,))
+    >>> h = keras.layers.Dense(4, activation="relu", name="h")(x)
+    >>> ticket = keras_lottery.wrap(keras.Model(x, keras.layers.Dense(1, name="o")(h)))
+    >>> keras_lottery.set_masks(ticket, {"h/kernel": np.eye(3, 4, dtype=bool)})
+    >>> compact(ticket).model.get_layer("h").units  # unit 3 has no fan-in: gone or folded
+    3
     """
     plain = wrapping.strip(model) if wrapping.has_lottery_state(model) else model
     nodes = keras_internals.graph_nodes(plain)
@@ -122,6 +142,7 @@ def compact(model):
     plan = _Plan(plain, nodes, calls)
     plan.analyse()
     compacted = plan.build()
+    _verify(plain, compacted, sample_inputs, tolerance)
     return CompactionResult(
         model=compacted,
         removed={name: n for name, n in plan.removed.items() if n},
@@ -397,6 +418,32 @@ class _Plan:
             # statistics) follow the kept channels.
             return [v[out_keep] if v.ndim == 1 else v for v in values]
         return values
+
+
+def _verify(plain, compacted, sample_inputs, tolerance):
+    if sample_inputs is None:
+        rng = np.random.default_rng(0)
+
+        def sample(spec):
+            shape = tuple(8 if d is None else d for d in spec.shape)
+            if "int" in str(spec.dtype) or "bool" in str(spec.dtype):
+                return rng.integers(0, 2, size=shape).astype(spec.dtype)
+            return rng.normal(size=shape).astype("float32")
+
+        sample_inputs = keras.tree.map_structure(
+            sample, keras_internals.input_structure(plain)
+        )
+    expected = keras.tree.flatten(plain(sample_inputs, training=False))
+    got = keras.tree.flatten(compacted(sample_inputs, training=False))
+    for index, (a, b) in enumerate(zip(expected, got)):
+        a, b = ops.convert_to_numpy(a), ops.convert_to_numpy(b)
+        error = float(np.abs(a - b).max()) if a.size else 0.0
+        if not error <= tolerance * max(1.0, float(np.abs(a).max(initial=0.0))):
+            raise CompactionError(
+                f"The compacted model's output {index} differs from the masked "
+                f"model's by {error:.3g} (tolerance {tolerance:g}); nothing was "
+                "returned. Please report the model's layers."
+            )
 
 
 def _layers(model):

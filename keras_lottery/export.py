@@ -142,7 +142,7 @@ def export_tflite(
     model,
     path,
     *,
-    sparse=True,
+    sparse=None,
     quantize=None,
     representative_data=None,
     sample_inputs=None,
@@ -159,7 +159,11 @@ def export_tflite(
             re-encoded as CSR when that is smaller (densified once at load
             time; see `keras_lottery.tflite_csr`). `"block"` keeps the
             converter's choice (TFLite's block-sparse FC kernel, a larger
-            file). `False` stores every weight densely.
+            file). `False` stores every weight densely. None (default):
+            True for float files, False for quantized ones (the runtime
+            computes quantized sparse files wrongly, see above; the int8
+            file still keeps every pruned weight exactly 0: symmetric
+            per-channel weight quantization maps 0 to 0).
         quantize: None (float32), "float16", "dynamic" (int8 weights, float
             activations) or "int8" (int8 weights and activations, float
             inputs/outputs; needs `representative_data`).
@@ -189,6 +193,8 @@ def export_tflite(
 
     if quantize not in QUANTIZE_MODES:
         raise ValueError(f"quantize must be one of {QUANTIZE_MODES}; received {quantize!r}.")
+    if sparse is None:
+        sparse = quantize in (None, "float16")
     if sparse not in (True, False, "block"):
         raise ValueError(f"sparse must be True, False or 'block'; received {sparse!r}.")
     if quantize == "int8" and representative_data is None:

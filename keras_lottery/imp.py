@@ -32,6 +32,7 @@ from keras_lottery import masks as masks_lib
 from keras_lottery import optimizer_state
 from keras_lottery import rewinding
 from keras_lottery import schedules as schedules_lib
+from keras_lottery import structure as structure_lib
 from keras_lottery import wrapping
 from keras_lottery.imp_state import IMPState
 from keras_lottery.round_log import RoundLog
@@ -96,6 +97,16 @@ class IterativeMagnitudePruning(keras.callbacks.Callback):
             tfmot-style pruning schedule.
         scope: "layerwise" (each weight tensor to its own target) or "global"
             (one magnitude threshold over every weight whose rate is not 0).
+        granularity: "weight" (single weights, the paper's IMP), or "neuron"
+            / "channel" (whole Dense units / Conv filters, ranked by the
+            `norm` of their weights; the output layers stay unstructured).
+            A structured ticket compacts into a smaller dense model
+            (`keras_lottery.compact`). Needs `scope="layerwise"`.
+        pattern: "N:M" (e.g. "2:4"): N of every M consecutive weights along
+            each kernel's input axis survive. Rounds tighten the groups with
+            the schedule (4:4 -> 3:4 -> 2:4 at the geometric default) and the
+            last round always holds the pattern. Needs `scope="layerwise"`.
+        norm: "l1" or "l2", the unit ranking of neuron/channel granularity.
         rewind_to: "init", an iteration k (int), "lr" or "finetune".
         one_shot: prune once, after round 0, straight to the sparsity the
             schedule reaches in the last round.
@@ -162,6 +173,9 @@ class IterativeMagnitudePruning(keras.callbacks.Callback):
         rate=None,
         schedule=None,
         scope=LAYERWISE,
+        granularity="weight",
+        pattern=None,
+        norm="l1",
         rewind_to=REWIND_INIT,
         one_shot=False,
         control=None,
@@ -184,6 +198,24 @@ class IterativeMagnitudePruning(keras.callbacks.Callback):
         if scope not in decision.SCOPES:
             raise ValueError(f"scope must be one of {decision.SCOPES}; received {scope!r}.")
         self.scope = scope
+        if granularity not in structure_lib.GRANULARITIES:
+            raise ValueError(
+                f"granularity must be one of {structure_lib.GRANULARITIES}; "
+                f"received {granularity!r}."
+            )
+        if pattern is not None:
+            structure_lib.parse_pattern(pattern)
+        if norm not in structure_lib.NORMS:
+            raise ValueError(f"norm must be one of {structure_lib.NORMS}; received {norm!r}.")
+        if scope == GLOBAL and (granularity != "weight" or pattern is not None):
+            raise ValueError(
+                "scope='global' ranks single weights against each other; it does not "
+                "combine with neuron/channel granularity or an N:M pattern. Use "
+                "scope='layerwise'."
+            )
+        self.granularity = granularity
+        self.pattern = pattern
+        self.norm = norm
         self.rewind_to = imp_checks.rewind_argument(rewind_to)
         if control is not None and control not in CONTROLS:
             raise ValueError(f"control must be None or one of {CONTROLS}; received {control!r}.")
@@ -332,6 +364,13 @@ class IterativeMagnitudePruning(keras.callbacks.Callback):
         self._keys = [p.key for p in prunables]
         self._output_keys = wrapping.output_keys(model, self.output_layers)
         self.schedule.validate(self._keys, self._output_keys, self.scope)
+        self._structure = structure_lib.structures_for(
+            [(p.key, type(p.owner).__name__, tuple(p.shape)) for p in prunables],
+            granularity=self.granularity,
+            pattern=self.pattern,
+            norm=self.norm,
+            skip=self._output_keys if self.pattern is None else (),
+        )
         self._reference = None
         if self.reference_masks is not None:
             self._reference = masks_lib.align_each(
@@ -477,6 +516,8 @@ class IterativeMagnitudePruning(keras.callbacks.Callback):
             previous_step=state.total_steps - last_steps,
         )
         reference = self._reference[next_round] if self._reference is not None else None
+        if targets is not None and next_round == self.rounds - 1:
+            targets = structure_lib.final_targets(self._structure, targets)
         if targets is None and reference is None:
             new = current
             self._warn_once(
@@ -492,6 +533,7 @@ class IterativeMagnitudePruning(keras.callbacks.Callback):
                 current,
                 targets or {},
                 scope=self.scope,
+                structure=self._structure,
                 control=self.control if self.control == CONTROL_RANDOM_PRUNE else None,
                 reference=reference,
                 seed=self._seed_for(next_round),
@@ -556,6 +598,9 @@ class IterativeMagnitudePruning(keras.callbacks.Callback):
                 "epochs_per_round": self.epochs_per_round,
                 "schedule": keras.saving.serialize_keras_object(self.schedule),
                 "scope": self.scope,
+                "granularity": self.granularity,
+                "pattern": self.pattern,
+                "norm": self.norm,
                 "rewind_to": self.rewind_to,
                 "one_shot": self.one_shot,
                 "control": self.control,

@@ -110,6 +110,8 @@ class NM:
     >>> out = NM(2, 4, axis=0).select(np.arange(8.0).reshape(8, 1), np.ones((8, 1), bool), 0.5)
     >>> out.ravel().astype(int).tolist()
     [0, 0, 1, 1, 0, 0, 1, 1]
+    >>> NM(2, 4).per_group(0.8), NM(2, 4).per_group(0.1)
+    (3, 2)
     """
 
     elementwise = False
@@ -135,13 +137,21 @@ class NM:
         moved = np.moveaxis(np.asarray(array), self.axis, -1)
         return moved.reshape(*moved.shape[:-1], -1, self.m), moved.shape
 
+    def per_group(self, density):
+        """Weights kept per group at `density`: `round(m * density)`, never
+        fewer than `n` (so iterative rounds tighten 4:4 -> 3:4 -> 2:4)."""
+        if density is None:
+            return self.n
+        return int(min(self.m, max(self.n, round(self.m * float(density)))))
+
     def select(self, scores, mask, density=None):
-        """The pattern among the survivors (`density` is fixed by N:M)."""
+        """The best `per_group(density)` survivors of every group (None:
+        exactly the N:M pattern)."""
         mask = np.asarray(mask, bool)
         grouped_scores, moved_shape = self._groups(pruning.survivor_scores(scores, mask))
         order = np.argsort(-grouped_scores, axis=-1, kind="stable")
         keep = np.zeros(grouped_scores.shape, bool)
-        np.put_along_axis(keep, order[..., : self.n], True, axis=-1)
+        np.put_along_axis(keep, order[..., : self.per_group(density)], True, axis=-1)
         keep = np.moveaxis(keep.reshape(moved_shape), -1, self.axis)
         return mask & keep
 
@@ -166,6 +176,21 @@ def get(structures, key):
     True
     """
     return (structures or {}).get(key, UNSTRUCTURED)
+
+
+def final_targets(structures, targets):
+    """`targets` with every N:M key at its pattern's sparsity: the last
+    round of an N:M run holds the pattern whatever the schedule reached.
+
+    Example:
+    >>> final_targets({"a": NM(2, 4)}, {"a": 0.2, "b": 0.2})
+    {'a': 0.5, 'b': 0.2}
+    """
+    out = dict(targets)
+    for key, structure in (structures or {}).items():
+        if isinstance(structure, NM) and key in out:
+            out[key] = 1.0 - structure.density
+    return out
 
 
 def parse_pattern(pattern):

@@ -5,7 +5,9 @@ import pathlib
 
 import keras_lottery
 
-TENSORFLOW_ONLY = {"export.py", "multi_worker.py", "tflite_csr.py", "tfmot_interop.py"}
+TENSORFLOW_ONLY = {
+    "export.py", "multi_worker.py", "tflite_csr.py", "tflite_tensors.py", "tfmot_interop.py",
+}
 PACKAGE = pathlib.Path(keras_lottery.__file__).parent
 
 

@@ -1,0 +1,72 @@
+"""Does a model's weights hold an N:M pattern? (The check of N:M tickets.)
+
+`check_pattern(model, "2:4")` looks at the values of every Dense and Conv
+kernel (of a wrapped model, a stripped one, or one loaded from an export)
+and counts, per kernel, the groups of M consecutive weights along the input
+axis that hold more than N non-zeros. A ticket trained with
+`IterativeMagnitudePruning(pattern="2:4")` has none in its pruned kernels.
+
+Example:
+>>> model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(2, name="fc")])
+>>> kernel = np.zeros((8, 2), "float32"); kernel[::4] = 1.0
+>>> _ = model.get_layer("fc").kernel.assign(kernel)
+>>> check_pattern(model, "2:4")
+{'fc/kernel': 0}
+"""
+
+import numpy as np
+from keras import ops
+
+from keras_lottery import layer_tree
+from keras_lottery import structure
+
+
+def check_pattern(model, pattern, layers=None):
+    """`{kernel path: groups breaking the pattern}` for the model's Dense and
+    Conv kernels whose input axis is a multiple of M.
+
+    Args:
+        model: any built Keras model.
+        pattern: "N:M".
+        layers: optional layer names to check (default: every Dense/Conv
+            layer whose kernel can hold the pattern).
+
+    Returns:
+        A dict in model order; 0 means the kernel holds the pattern.
+
+    Raises:
+        ValueError: a bad pattern, or a named layer that has no such kernel.
+
+    Example:
+    >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1, name="fc")])
+    >>> check_pattern(model, "2:4")["fc/kernel"]  # dense: 1 group of 4 non-zeros
+    1
+    """
+    n, m = structure.parse_pattern(pattern)
+    wanted = None if layers is None else set(layers)
+    report = {}
+    for layer, ancestors in layer_tree.walk(model)[1:]:
+        if wanted is not None and layer.name not in wanted:
+            continue
+        axes = structure.unit_axes(type(layer).__name__)
+        kernel = getattr(layer, "kernel", None)
+        if axes is None or kernel is None:
+            if wanted is not None:
+                raise ValueError(
+                    f"Layer '{layer.name}' ({type(layer).__name__}) has no Dense/Conv "
+                    "kernel to hold an N:M pattern."
+                )
+            continue
+        if kernel.shape[axes[1]] % m:
+            if wanted is not None:
+                structure.NM(n, m, axes[1]).check_shape(kernel.shape, layer.name)
+            continue
+        nonzero = ops.convert_to_numpy(kernel) != 0
+        moved = np.moveaxis(nonzero, axes[1], -1)
+        groups = moved.reshape(*moved.shape[:-1], -1, m).sum(axis=-1)
+        path = "/".join([a.name for a in ancestors[1:]] + [layer.name, "kernel"])
+        report[path] = int((groups > n).sum())
+    if wanted is not None and len(wanted) > len({k.split("/")[-2] for k in report}):
+        missing = wanted - {k.split("/")[-2] for k in report}
+        raise ValueError(f"No layer named {sorted(missing)} in model '{model.name}'.")
+    return report
