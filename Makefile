@@ -18,15 +18,16 @@ $(STAMP): setup.py
 demo: $(STAMP)
 	$(PY) examples/lenet.py --rounds=15 --iterations=300 --eval_every=30 --trials=2 --output_dir=runs/demo
 
-# The backend-sensitive core (wrapping in place, the mask feed, rewinding,
-# optimizer slots, callbacks, tickets, resume, any-model and structured IMP)
-# also runs on JAX and PyTorch (CPU). Modules that only move NumPy arrays
-# (decision, masks, report, state files, docstrings) run once, above.
+# The backend-neutral core (every module that touches Keras) also runs on JAX
+# and PyTorch (CPU); the pure-NumPy modules and the TensorFlow-only ones
+# (export, TFLite, tf.distribute, tfmot) run once, above.
 CORE_TESTS := tests/test_wrapper.py tests/test_wrapping.py tests/test_weight_state.py \
-	tests/test_mask_constraint.py tests/test_keras_internals.py \
+	tests/test_mask_constraint.py tests/test_keras_internals.py tests/test_layer_tree.py \
 	tests/test_imp.py tests/test_imp_callbacks.py tests/test_any_model.py \
-	tests/test_rewinding.py tests/test_optimizer_state.py tests/test_ticket.py \
-	tests/test_resume.py tests/test_structured_imp.py tests/test_compaction.py
+	tests/test_rewinding.py tests/test_optimizer_state.py tests/test_imp_state.py \
+	tests/test_checkpoint.py tests/test_ticket.py tests/test_resume.py \
+	tests/test_report.py tests/test_docstrings.py tests/test_structured_imp.py \
+	tests/test_compaction.py tests/test_pattern_check.py
 
 test: $(STAMP)
 	$(PY) -m pytest -q tests

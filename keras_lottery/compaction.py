@@ -422,17 +422,7 @@ class _Plan:
 
 def _verify(plain, compacted, sample_inputs, tolerance):
     if sample_inputs is None:
-        rng = np.random.default_rng(0)
-
-        def sample(spec):
-            shape = tuple(8 if d is None else d for d in spec.shape)
-            if "int" in str(spec.dtype) or "bool" in str(spec.dtype):
-                return rng.integers(0, 2, size=shape).astype(spec.dtype)
-            return rng.normal(size=shape).astype("float32")
-
-        sample_inputs = keras.tree.map_structure(
-            sample, keras_internals.input_structure(plain)
-        )
+        sample_inputs = keras_internals.random_inputs(plain)
     expected = keras.tree.flatten(plain(sample_inputs, training=False))
     got = keras.tree.flatten(compacted(sample_inputs, training=False))
     for index, (a, b) in enumerate(zip(expected, got)):

@@ -393,15 +393,7 @@ def _sample_inputs(model, sample_inputs):
             f"Model '{model.name}' has no symbolic inputs (a subclassed model); "
             "pass sample_inputs to verify the export."
         )
-    rng = np.random.default_rng(0)
-
-    def sample(spec):
-        shape = tuple(8 if d is None else d for d in spec.shape)
-        if "int" in str(spec.dtype) or "bool" in str(spec.dtype):
-            return rng.integers(0, 2, size=shape).astype(spec.dtype)
-        return rng.normal(size=shape).astype("float32")
-
-    return keras.tree.map_structure(sample, keras_internals.input_structure(model))
+    return keras_internals.random_inputs(model)
 
 
 def _predict(model, x):

@@ -21,6 +21,7 @@ Tests pin each of these to the installed Keras (tests/test_keras_internals.py).
 import contextlib
 
 import keras
+import numpy as np
 from keras.src.backend.common import global_state
 from keras.src.backend.common.name_scope import current_path
 from keras.src.backend.common.stateless_scope import get_stateless_scope
@@ -314,6 +315,30 @@ def input_structure(model):
     if not inputs:
         return None
     return inputs if len(inputs) > 1 else inputs[0]
+
+
+def random_inputs(model, batch=8, seed=0):
+    """Random inputs in the model's input structure: `batch` examples per
+    input (normal floats; 0/1 for integer and bool inputs), or None for a
+    subclassed model.
+
+    Example:
+    >>> model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    >>> random_inputs(model).shape
+    (8, 2)
+    """
+    structure = input_structure(model)
+    if structure is None:
+        return None
+    rng = np.random.default_rng(seed)
+
+    def sample(spec):
+        shape = tuple(batch if d is None else d for d in spec.shape)
+        if "int" in str(spec.dtype) or "bool" in str(spec.dtype):
+            return rng.integers(0, 2, size=shape).astype(spec.dtype)
+        return rng.normal(size=shape).astype("float32")
+
+    return keras.tree.map_structure(sample, structure)
 
 
 # --------------------------------------------------------------- optimizers

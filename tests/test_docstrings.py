@@ -16,6 +16,7 @@ MODULES = sorted(
 
 
 TENSORFLOW_ONLY = {"keras_lottery.export", "keras_lottery.multi_worker", "keras_lottery.tflite_csr",
+                   "keras_lottery.tflite_tensors",
                    "keras_lottery.tfmot_interop"}
 
 

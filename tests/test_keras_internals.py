@@ -82,3 +82,19 @@ def test_saved_state_count(tmp_path):
     path = str(tmp_path / "m.keras")
     model.save(path)
     assert keras_internals.saved_state_count(path, "_lottery_") == 1
+
+
+def test_random_inputs_follow_the_input_structure_and_dtypes():
+    a = keras.Input((3,), name="a")
+    b = keras.Input((2,), dtype="int32", name="b")
+    out = keras.layers.Concatenate()([a, keras.ops.cast(b, "float32")])
+    model = keras.Model({"a": a, "b": b}, out)
+    x = keras_internals.random_inputs(model, batch=5)
+    assert set(x) == {"a", "b"} and x["a"].shape == (5, 3) and x["b"].shape == (5, 2)
+    assert x["b"].dtype == np.int32 and set(np.unique(x["b"])) <= {0, 1}
+
+    class Subclassed(keras.Model):
+        def call(self, x):
+            return x
+
+    assert keras_internals.random_inputs(Subclassed()) is None
