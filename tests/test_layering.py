@@ -62,7 +62,7 @@ def test_public_api_is_exported():
 
 
 def test_every_package_module_has_its_test_module():
-    tests = pathlib.Path(__file__).parent
+    tests = pathlib.Path(__file__).resolve().parent  # the source tree, also under Bazel
     missing = [
         path.name
         for path in sorted(PACKAGE.glob("*.py"))
