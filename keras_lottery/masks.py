@@ -138,14 +138,7 @@ def check(masks, shapes, what="masks"):
     ValueError: masks do not fit the model: shape mismatch [('a', (2,), (3,))].
     """
     got = {key: tuple(np.shape(value)) for key, value in masks.items()}
-    expected = {key: tuple(shape) for key, shape in shapes.items()}
-    missing = sorted(set(expected) - set(got))
-    extra = sorted(set(got) - set(expected))
-    wrong = sorted(
-        (key, got[key], expected[key])
-        for key in set(got) & set(expected)
-        if got[key] != expected[key]
-    )
+    missing, extra, wrong = _differences(got, shapes)
     problems = []
     if missing:
         problems.append(f"missing {missing}")
@@ -195,13 +188,7 @@ def align(source, target):
     )
     if by_order:
         return dict(zip(source, target)), "order"
-    missing = sorted(set(target) - set(source))
-    extra = sorted(set(source) - set(target))
-    wrong = sorted(
-        (key, source[key], target[key])
-        for key in set(source) & set(target)
-        if source[key] != target[key]
-    )
+    missing, extra, wrong = _differences(source, target)
     raise ValueError(
         f"The masks describe other weights than the model's: missing {missing[:6]}, "
         f"not in the model {extra[:6]}, shape mismatch {wrong[:6]} (and they do "
@@ -270,3 +257,18 @@ def unpack(arrays, shapes):
         bits = np.unpackbits(np.asarray(arrays[key], np.uint8), count=count)
         masks[key] = bits.astype(bool).reshape(tuple(shape))
     return masks
+
+
+def _differences(got, expected):
+    """`(missing, extra, wrong)` between two `{key: shape}` maps, sorted:
+    keys only `expected` has, keys only `got` has, `(key, got, expected)`
+    shape mismatches."""
+    got = {key: tuple(shape) for key, shape in got.items()}
+    expected = {key: tuple(shape) for key, shape in expected.items()}
+    missing = sorted(set(expected) - set(got))
+    extra = sorted(set(got) - set(expected))
+    wrong = sorted(
+        (key, got[key], expected[key]) for key in set(got) & set(expected)
+        if got[key] != expected[key]
+    )
+    return missing, extra, wrong

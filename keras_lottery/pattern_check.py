@@ -14,7 +14,6 @@ Example:
 {'fc/kernel': 0}
 """
 
-import numpy as np
 from keras import ops
 
 from keras_lottery import layer_tree
@@ -44,7 +43,7 @@ def check_pattern(model, pattern, layers=None):
     """
     n, m = structure.parse_pattern(pattern)
     wanted = None if layers is None else set(layers)
-    report = {}
+    report, found = {}, set()
     for layer, ancestors in layer_tree.walk(model)[1:]:
         if wanted is not None and layer.name not in wanted:
             continue
@@ -57,16 +56,14 @@ def check_pattern(model, pattern, layers=None):
                     "kernel to hold an N:M pattern."
                 )
             continue
+        nm = structure.NM(n, m, axes[1])
         if kernel.shape[axes[1]] % m:
             if wanted is not None:
-                structure.NM(n, m, axes[1]).check_shape(kernel.shape, layer.name)
+                nm.check_shape(kernel.shape, layer.name)
             continue
-        nonzero = ops.convert_to_numpy(kernel) != 0
-        moved = np.moveaxis(nonzero, axes[1], -1)
-        groups = moved.reshape(*moved.shape[:-1], -1, m).sum(axis=-1)
         path = "/".join([a.name for a in ancestors[1:]] + [layer.name, "kernel"])
-        report[path] = int((groups > n).sum())
-    if wanted is not None and len(wanted) > len({k.split("/")[-2] for k in report}):
-        missing = wanted - {k.split("/")[-2] for k in report}
-        raise ValueError(f"No layer named {sorted(missing)} in model '{model.name}'.")
+        report[path] = nm.broken_groups(ops.convert_to_numpy(kernel) != 0)
+        found.add(layer.name)
+    if wanted is not None and wanted - found:
+        raise ValueError(f"No layer named {sorted(wanted - found)} in model '{model.name}'.")
     return report

@@ -155,10 +155,14 @@ class NM:
         keep = np.moveaxis(keep.reshape(moved_shape), -1, self.axis)
         return mask & keep
 
+    def broken_groups(self, mask):
+        """How many groups of `mask` keep more than `n` of `m`."""
+        grouped, _ = self._groups(np.asarray(mask, bool))
+        return int((grouped.sum(axis=-1) > self.n).sum())
+
     def holds(self, mask):
         """Whether every group of `mask` keeps at most `n` of `m`."""
-        grouped, _ = self._groups(np.asarray(mask, bool))
-        return bool((grouped.sum(axis=-1) <= self.n).all())
+        return self.broken_groups(mask) == 0
 
     def describe(self):
         return f"{self.n}:{self.m}"
