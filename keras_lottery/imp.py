@@ -32,11 +32,11 @@ from keras_lottery import masks as masks_lib
 from keras_lottery import optimizer_state
 from keras_lottery import rewinding
 from keras_lottery import schedules as schedules_lib
-from keras_lottery import structure as structure_lib
 from keras_lottery import wrapping
 from keras_lottery.imp_state import IMPState
 from keras_lottery.round_log import RoundLog
 from keras_lottery.round_log import summary_line
+from keras_lottery.round_plan import RoundPlan
 
 LAYERWISE = decision.LAYERWISE
 GLOBAL = decision.GLOBAL
@@ -195,47 +195,21 @@ class IterativeMagnitudePruning(keras.callbacks.Callback):
         super().__init__()
         self.rounds = imp_checks.positive_int(rounds, "rounds")
         self.epochs_per_round = imp_checks.positive_int(epochs_per_round, "epochs_per_round")
-        if scope not in decision.SCOPES:
-            raise ValueError(f"scope must be one of {decision.SCOPES}; received {scope!r}.")
-        self.scope = scope
-        if granularity not in structure_lib.GRANULARITIES:
-            raise ValueError(
-                f"granularity must be one of {structure_lib.GRANULARITIES}; "
-                f"received {granularity!r}."
-            )
-        if pattern is not None:
-            structure_lib.parse_pattern(pattern)
-        if norm not in structure_lib.NORMS:
-            raise ValueError(f"norm must be one of {structure_lib.NORMS}; received {norm!r}.")
-        if scope == GLOBAL and (granularity != "weight" or pattern is not None):
-            raise ValueError(
-                "scope='global' ranks single weights against each other; it does not "
-                "combine with neuron/channel granularity or an N:M pattern. Use "
-                "scope='layerwise'."
-            )
-        self.granularity = granularity
-        self.pattern = pattern
-        self.norm = norm
+        imp_checks.structure_arguments(scope, granularity, pattern, norm)
+        self.scope, self.granularity, self.pattern, self.norm = scope, granularity, pattern, norm
         self.rewind_to = imp_checks.rewind_argument(rewind_to)
-        if control is not None and control not in CONTROLS:
-            raise ValueError(f"control must be None or one of {CONTROLS}; received {control!r}.")
-        self.control = control
+        self.control = imp_checks.one_of(control, CONTROLS, "control", none_ok=True)
         schedule = schedules_lib.get(schedule, rate)
         if one_shot:
             schedule = schedules_lib.OneShot(schedule, max(1, self.rounds - 1))
         self.schedule = schedule
         self.one_shot = bool(one_shot)
-        if reference_masks is not None and len(reference_masks) < self.rounds:
-            raise ValueError(
-                f"reference_masks has {len(reference_masks)} entries; it needs one "
-                f"per round ({self.rounds})."
-            )
-        self.reference_masks = reference_masks
+        self.reference_masks = imp_checks.per_round_argument(
+            reference_masks, self.rounds, "reference_masks"
+        )
         self.seed = int(np.random.randint(0, 2**31 - 1) if seed is None else seed)
         self.monitor = monitor
-        if mode not in ("auto", "min", "max"):
-            raise ValueError(f"mode must be 'auto', 'min' or 'max'; received {mode!r}.")
-        self.mode = mode
+        self.mode = imp_checks.one_of(mode, ("auto", "min", "max"), "mode")
         self.output_layers = None if output_layers is None else list(output_layers)
         self.checkpoint_dir = checkpoint_dir
         self.write_checkpoints = bool(write_checkpoints)
@@ -243,13 +217,7 @@ class IterativeMagnitudePruning(keras.callbacks.Callback):
         if self.keep_checkpoints and checkpoint_dir is None:
             raise ValueError("keep_checkpoints needs a checkpoint_dir to keep them in.")
         self.start_from = start_from
-        self.round_callbacks = list(round_callbacks or [])
-        for callback in self.round_callbacks:
-            if not isinstance(callback, keras.callbacks.Callback):
-                raise TypeError(
-                    f"round_callbacks takes keras.callbacks.Callback objects; "
-                    f"received {callback!r}."
-                )
+        self.round_callbacks = imp_checks.callbacks_argument(round_callbacks, "round_callbacks")
         if on_round_end is not None and not callable(on_round_end):
             raise TypeError(f"on_round_end must be callable; received {on_round_end!r}.")
         self._on_round_end = on_round_end
@@ -339,44 +307,27 @@ class IterativeMagnitudePruning(keras.callbacks.Callback):
     # --------------------------------------------------------------- hooks
 
     def on_train_begin(self, logs=None):
-        if self._started and not self._has_checkpoint():
-            raise RuntimeError(
-                "This IterativeMagnitudePruning callback has already run "
-                f"({len(self.results)} of {self.rounds} rounds, "
-                f"{'finished' if self.finished else 'not finished'}); its state "
-                "belongs to that run. Create a new callback for a new run; to "
-                "resume an interrupted run, give the callback a checkpoint_dir."
-            )
+        imp_checks.check_not_run_before(self, self._started, resumable=self._has_checkpoint())
         self._started = True
         self._warned = set()
         self.stopped_reason = None
         model = self.model
-        prunables = wrapping.prunable_weights(model)
-        if not prunables:
-            raise ValueError(
-                f"Model '{model.name}' has no prunable weights with lottery state, "
-                "so there is nothing to prune. Wrap it first: "
-                "`keras_lottery.wrap(model)`."
-            )
         wrapping.install_mask_feed(model)
         limits.check_model(model)
         imp_checks.check_epochs(self, self.params)
-        self._keys = [p.key for p in prunables]
-        self._output_keys = wrapping.output_keys(model, self.output_layers)
-        self.schedule.validate(self._keys, self._output_keys, self.scope)
-        self._structure = structure_lib.structures_for(
-            [(p.key, type(p.owner).__name__, tuple(p.shape)) for p in prunables],
+        self._plan = RoundPlan.for_model(
+            model,
+            schedule=self.schedule,
+            output_layers=self.output_layers,
+            scope=self.scope,
             granularity=self.granularity,
             pattern=self.pattern,
             norm=self.norm,
-            skip=self._output_keys if self.pattern is None else (),
+            control=self.control,
+            seed=self.seed,
+            reference_masks=self.reference_masks,
+            rounds=self.rounds,
         )
-        self._reference = None
-        if self.reference_masks is not None:
-            self._reference = masks_lib.align_each(
-                self.reference_masks[: self.rounds], {p.key: p.shape for p in prunables},
-                what="reference_masks",
-            )
         if self.control == CONTROL_REINIT:
             rewinding.check_reinitializable(model)
         self._log = RoundLog(
@@ -505,51 +456,16 @@ class IterativeMagnitudePruning(keras.callbacks.Callback):
         state = self._state
         model = self.model
         next_round = state.round + 1
-        current = wrapping.get_masks(model)
         last_steps = state.results[-1]["steps"] if state.results else 0
-        targets = self.schedule.targets(
+        new, note = self._plan.next_masks(
+            lambda: wrapping.read_weights(model),
+            wrapping.get_masks(model),
             next_round,
             state.total_steps,
-            self._keys,
-            self._output_keys,
-            scope=self.scope,
             previous_step=state.total_steps - last_steps,
+            quiet=next_round == 1 and "already_pruned" in self._warned,
         )
-        reference = self._reference[next_round] if self._reference is not None else None
-        if targets is not None and next_round == self.rounds - 1:
-            targets = structure_lib.final_targets(self._structure, targets)
-        if targets is None and reference is None:
-            new = current
-            self._warn_once(
-                "no_prune",
-                f"IterativeMagnitudePruning: round {next_round} prunes nothing: the "
-                f"schedule {self.schedule!r} did not fire in steps "
-                f"({state.total_steps - last_steps}, {state.total_steps}] of the round "
-                "before it, so the masks are kept.",
-            )
-        else:
-            new = decision.next_masks(
-                wrapping.read_weights(model),
-                current,
-                targets or {},
-                scope=self.scope,
-                structure=self._structure,
-                control=self.control if self.control == CONTROL_RANDOM_PRUNE else None,
-                reference=reference,
-                seed=self._seed_for(next_round),
-            )
-            already_said = next_round == 1 and "already_pruned" in self._warned
-            if reference is None and not already_said and imp_checks.asks_nothing(
-                self.schedule, next_round, targets, current, state.total_steps,
-                self._keys, self._output_keys, self.scope,
-            ):
-                self._warn_once(
-                    "no_prune",
-                    f"IterativeMagnitudePruning: round {next_round} prunes nothing: its "
-                    f"targets keep at least the {100 * masks_lib.density(current):.2f}% "
-                    "of weights that survive already (a model that was pruned "
-                    "before this run?), so the masks are kept.",
-                )
+        self._warn_once("no_prune", note)
         wrapping.set_masks(model, new)
         self._rewind(next_round)
         rewinding.mask_optimizer_slots(model)
@@ -569,7 +485,7 @@ class IterativeMagnitudePruning(keras.callbacks.Callback):
         elif self.rewind_to == REWIND_INIT:
             rewinding.rewind(model, self._state.init_point)
         if self.control == CONTROL_REINIT:
-            rewinding.reinitialize(model, self._seed_for(next_round))
+            rewinding.reinitialize(model, self._plan.seed_for(next_round))
 
     def _start_round_log(self):
         self._round_start_iteration = optimizer_state.iterations(self.model.optimizer)
@@ -592,24 +508,7 @@ class IterativeMagnitudePruning(keras.callbacks.Callback):
     # ---------------------------------------------------------- checkpoints
 
     def _config(self):
-        return file_io.json_safe(
-            {
-                "rounds": self.rounds,
-                "epochs_per_round": self.epochs_per_round,
-                "schedule": keras.saving.serialize_keras_object(self.schedule),
-                "scope": self.scope,
-                "granularity": self.granularity,
-                "pattern": self.pattern,
-                "norm": self.norm,
-                "rewind_to": self.rewind_to,
-                "one_shot": self.one_shot,
-                "control": self.control,
-                "seed": self.seed,
-                "monitor": self.monitor,
-                "mode": self.mode,
-                "keys": self._keys,
-            }
-        )
+        return imp_state.run_config(self, self._plan.keys)
 
     def _has_checkpoint(self):
         return self.checkpoint_path is not None and os.path.exists(self.checkpoint_path)
@@ -641,10 +540,6 @@ class IterativeMagnitudePruning(keras.callbacks.Callback):
         return True
 
     # ------------------------------------------------------------- helpers
-
-    def _seed_for(self, round_index):
-        state = np.random.SeedSequence([self.seed, round_index]).generate_state(1)
-        return int(state[0] % (2**31 - 1))
 
     def _warn_once(self, kind, message):
         if message is None or kind in self._warned:

@@ -12,11 +12,33 @@ False
 
 import numbers
 
+import keras
 import numpy as np
 
+from keras_lottery import decision
 from keras_lottery import masks as masks_lib
 from keras_lottery import rewinding
+from keras_lottery import structure
 from keras_lottery import wrapping
+
+
+def check_not_run_before(imp, started, resumable):
+    """A callback runs once: a second `fit` with it (`started`) is refused
+    unless it resumes from its own checkpoint (`resumable`).
+
+    Example:
+    >>> imp = keras_lottery.IterativeMagnitudePruning(rounds=2, epochs_per_round=1)
+    >>> check_not_run_before(imp, started=False, resumable=False)  # a first run
+    """
+    if not started or resumable:
+        return
+    raise RuntimeError(
+        "This IterativeMagnitudePruning callback has already run "
+        f"({len(imp.results)} of {imp.rounds} rounds, "
+        f"{'finished' if imp.finished else 'not finished'}); its state "
+        "belongs to that run. Create a new callback for a new run; to "
+        "resume an interrupted run, give the callback a checkpoint_dir."
+    )
 
 
 def check_epochs(imp, params):
@@ -143,3 +165,76 @@ def rewind_argument(rewind_to):
         f"rewind_to must be one of {rewinding.MODES} or an iteration (int >= 0); "
         f"received {rewind_to!r}."
     )
+
+
+def one_of(value, allowed, what, none_ok=False):
+    """`value` if it is in `allowed` (or None with `none_ok`), else ValueError.
+
+    Example:
+    >>> one_of("max", ("auto", "min", "max"), "mode")
+    'max'
+    >>> one_of("up", ("auto", "min", "max"), "mode")
+    Traceback (most recent call last):
+    ...
+    ValueError: mode must be one of ('auto', 'min', 'max'); received 'up'.
+    """
+    if (value is None and none_ok) or value in allowed:
+        return value
+    prefix = "None or " if none_ok else ""
+    raise ValueError(f"{what} must be {prefix}one of {tuple(allowed)}; received {value!r}.")
+
+
+def structure_arguments(scope, granularity, pattern, norm):
+    """Checks that `scope`, `granularity`, `pattern` and `norm` are valid and
+    combine: global scope ranks single weights, so it takes neither a unit
+    granularity nor an N:M pattern.
+
+    Example:
+    >>> structure_arguments("global", "neuron", None, "l1")
+    Traceback (most recent call last):
+    ...
+    ValueError: scope='global' ranks single weights against each other; it does not combine with neuron/channel granularity or an N:M pattern. Use scope='layerwise'.
+    """
+    one_of(scope, decision.SCOPES, "scope")
+    one_of(granularity, structure.GRANULARITIES, "granularity")
+    if pattern is not None:
+        structure.parse_pattern(pattern)
+    one_of(norm, structure.NORMS, "norm")
+    if scope == decision.GLOBAL and (granularity != "weight" or pattern is not None):
+        raise ValueError(
+            "scope='global' ranks single weights against each other; it does not "
+            "combine with neuron/channel granularity or an N:M pattern. Use "
+            "scope='layerwise'."
+        )
+
+
+def callbacks_argument(callbacks, what):
+    """`callbacks` as a list of `keras.callbacks.Callback`, or TypeError.
+
+    Example:
+    >>> [type(c).__name__ for c in callbacks_argument((keras.callbacks.History(),), "x")]
+    ['History']
+    """
+    callbacks = list(callbacks or [])
+    for callback in callbacks:
+        if not isinstance(callback, keras.callbacks.Callback):
+            raise TypeError(
+                f"{what} takes keras.callbacks.Callback objects; received {callback!r}."
+            )
+    return callbacks
+
+
+def per_round_argument(values, rounds, what):
+    """`values` (None, or one entry per round) checked against `rounds`.
+
+    Example:
+    >>> per_round_argument([{}], 2, "reference_masks")
+    Traceback (most recent call last):
+    ...
+    ValueError: reference_masks has 1 entries; it needs one per round (2).
+    """
+    if values is not None and len(values) < rounds:
+        raise ValueError(
+            f"{what} has {len(values)} entries; it needs one per round ({rounds})."
+        )
+    return values

@@ -16,6 +16,8 @@ Example:
 
 import dataclasses
 
+import keras
+
 from keras_lottery import checkpoint as checkpoint_lib
 from keras_lottery import file_io
 from keras_lottery import masks as masks_lib
@@ -110,6 +112,29 @@ class IMPState:
             init_point=points.get("init_point"),
             rewind_point=points.get("rewind_point"),
         )
+
+
+RUN_SETTINGS = (
+    "rounds", "epochs_per_round", "scope", "granularity", "pattern", "norm",
+    "rewind_to", "one_shot", "control", "seed", "monitor", "mode",
+)
+
+
+def run_config(imp, keys):
+    """The settings of the run of the IMP callback `imp` on a model with
+    prunable `keys` that a checkpoint records and a resuming run must match
+    (the schedule compared by its Keras config, not its repr).
+
+    Example:
+    >>> imp = keras_lottery.IterativeMagnitudePruning(2, 1, rate=0.5, seed=3)
+    >>> config = run_config(imp, ["fc/kernel"])
+    >>> config["seed"], config["schedule"]["class_name"], config["keys"]
+    (3, 'Geometric', ['fc/kernel'])
+    """
+    config = {name: getattr(imp, name) for name in RUN_SETTINGS}
+    config["schedule"] = keras.saving.serialize_keras_object(imp.schedule)
+    config["keys"] = list(keys)
+    return file_io.json_safe(config)
 
 
 def save(path, model, state, config, also_to=None):
