@@ -28,6 +28,8 @@ from keras_lottery.pattern_check import check_pattern
 from keras_lottery.registry import register_prunable
 from keras_lottery.report import SparsityReport
 from keras_lottery.report import sparsity_report
+from keras_lottery.sparse_inference import SparseInferenceError
+from keras_lottery.sparse_inference import xnnpack_sparse_path
 from keras_lottery.ticket import Ticket
 from keras_lottery.ticket import TicketError
 from keras_lottery.ticket import load_ticket
@@ -63,6 +65,7 @@ __all__ = [
     "LotteryWrapper",
     "MaskConstraint",
     "PrunableWeight",
+    "SparseInferenceError",
     "SparsityReport",
     "Ticket",
     "TicketError",
@@ -88,4 +91,5 @@ __all__ = [
     "strip",
     "tflite_predict",
     "wrap",
+    "xnnpack_sparse_path",
 ]

@@ -13,8 +13,9 @@ A unit is removed when its output is not needed: its fan-in is zero and
 unit whose fan-in is zero but whose output is a non-zero constant (a bias
 through the activation) is folded into the biases of its consumers where
 that is exact (Dense layers, and convolutions with "valid" padding or a
-1x1 kernel, through activations, pooling, dropout, batch normalization and
-Flatten); elsewhere it stays. Merges are handled: an `Add` keeps a channel
+1x1 kernel, through activations, pooling, dropout, batch normalization,
+cropping, upsampling and Flatten); elsewhere (zero padding, for one) it
+stays. Merges are handled: an `Add` keeps a channel
 any of its inputs needs, a `Concatenate` maps channels by offset. A layer
 that would see fewer channels and is not one of these is refused, by name.
 
@@ -58,9 +59,14 @@ _CHANNELWISE = tuple(
         keras.layers.GlobalAveragePooling2D, keras.layers.GlobalAveragePooling3D,
         keras.layers.GlobalMaxPooling1D, keras.layers.GlobalMaxPooling2D,
         keras.layers.GlobalMaxPooling3D,
+        keras.layers.Cropping1D, keras.layers.Cropping2D, keras.layers.Cropping3D,
+        keras.layers.UpSampling1D, keras.layers.UpSampling2D, keras.layers.UpSampling3D,
     )
     if cls is not None
 )
+# Zero padding acts on each channel on its own too, but a constant channel
+# padded with zeros is no longer constant: it is never folded through.
+_PADDING = (keras.layers.ZeroPadding1D, keras.layers.ZeroPadding2D, keras.layers.ZeroPadding3D)
 _MERGE_SAME = (keras.layers.Add, keras.layers.Subtract, keras.layers.Maximum,
                keras.layers.Minimum, keras.layers.Average, keras.layers.Multiply)
 
@@ -211,7 +217,9 @@ class _Plan:
             need = need_out[0].reshape(-1, multiplier).any(axis=1)
             self._add_need(inputs[0], need)
             return
-        if isinstance(op, _NORM + _CHANNELWISE) and len(inputs) == 1 and _channelwise_axis(op):
+        if isinstance(op, _NORM + _CHANNELWISE + _PADDING) and len(inputs) == 1 and (
+            _channelwise_axis(op)
+        ):
             self._add_need(inputs[0], need_out[0])
             return
         if isinstance(op, keras.layers.Flatten) and len(inputs) == 1:
@@ -256,7 +264,9 @@ class _Plan:
             self.kept[id(outs[0])] = np.array(
                 [c * multiplier + m for c in in_kept[0] for m in range(multiplier)], int)
             return
-        if isinstance(op, _NORM + _CHANNELWISE) and len(inputs) == 1 and _channelwise_axis(op):
+        if isinstance(op, _NORM + _CHANNELWISE + _PADDING) and len(inputs) == 1 and (
+            _channelwise_axis(op)
+        ):
             self.kept[id(outs[0])] = in_kept[0]
             return
         if isinstance(op, keras.layers.Flatten) and len(inputs) == 1:
@@ -447,6 +457,8 @@ def _width(tensor):
 
 
 def _channelwise_axis(op):
+    if getattr(op, "data_format", "channels_last") == "channels_first":
+        return False  # channels are not the last axis the plan slices
     axis = getattr(op, "axis", -1)
     if isinstance(axis, (list, tuple)):
         axis = axis[0] if len(axis) == 1 else None

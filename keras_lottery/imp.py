@@ -107,6 +107,12 @@ class IterativeMagnitudePruning(keras.callbacks.Callback):
             the schedule (4:4 -> 3:4 -> 2:4 at the geometric default) and the
             last round always holds the pattern. Needs `scope="layerwise"`.
         norm: "l1" or "l2", the unit ranking of neuron/channel granularity.
+        latency_policy: None, or "xnnpack_sparse": prune only the 1x1
+            convolutions that XNNPACK's sparse inference runs (ARM builds of
+            LiteRT), after checking up front that the model's structure
+            allows that path (`keras_lottery.sparse_inference`; the error
+            names the layer that breaks it). Warns when the last round leaves
+            those kernels at most 2/3 zeros, below XNNPACK's threshold.
         rewind_to: "init", an iteration k (int), "lr" or "finetune".
         one_shot: prune once, after round 0, straight to the sparsity the
             schedule reaches in the last round.
@@ -176,6 +182,7 @@ class IterativeMagnitudePruning(keras.callbacks.Callback):
         granularity="weight",
         pattern=None,
         norm="l1",
+        latency_policy=None,
         rewind_to=REWIND_INIT,
         one_shot=False,
         control=None,
@@ -197,6 +204,7 @@ class IterativeMagnitudePruning(keras.callbacks.Callback):
         self.epochs_per_round = imp_checks.positive_int(epochs_per_round, "epochs_per_round")
         imp_checks.structure_arguments(scope, granularity, pattern, norm)
         self.scope, self.granularity, self.pattern, self.norm = scope, granularity, pattern, norm
+        self.latency_policy = imp_checks.latency_policy_argument(latency_policy, granularity, pattern)
         self.rewind_to = imp_checks.rewind_argument(rewind_to)
         self.control = imp_checks.one_of(control, CONTROLS, "control", none_ok=True)
         schedule = schedules_lib.get(schedule, rate)
@@ -327,6 +335,7 @@ class IterativeMagnitudePruning(keras.callbacks.Callback):
             seed=self.seed,
             reference_masks=self.reference_masks,
             rounds=self.rounds,
+            latency_policy=self.latency_policy,
         )
         if self.control == CONTROL_REINIT:
             rewinding.check_reinitializable(model)
@@ -466,6 +475,8 @@ class IterativeMagnitudePruning(keras.callbacks.Callback):
             quiet=next_round == 1 and "already_pruned" in self._warned,
         )
         self._warn_once("no_prune", note)
+        if next_round == self.rounds - 1:
+            self._warn_once("policy", self._plan.policy_note(new))
         wrapping.set_masks(model, new)
         self._rewind(next_round)
         rewinding.mask_optimizer_slots(model)

@@ -238,3 +238,26 @@ def per_round_argument(values, rounds, what):
             f"{what} has {len(values)} entries; it needs one per round ({rounds})."
         )
     return values
+
+
+LATENCY_POLICIES = ("xnnpack_sparse",)
+
+
+def latency_policy_argument(latency_policy, granularity, pattern):
+    """`latency_policy` checked: None or "xnnpack_sparse" (unstructured
+    weights only: XNNPACK's sparse kernels skip single zero weights).
+
+    Example:
+    >>> latency_policy_argument("xnnpack_sparse", "neuron", None)
+    Traceback (most recent call last):
+    ...
+    ValueError: latency_policy='xnnpack_sparse' prunes single weights of 1x1 convolutions; it does not combine with granularity='neuron' or a pattern (None).
+    """
+    one_of(latency_policy, LATENCY_POLICIES, "latency_policy", none_ok=True)
+    if latency_policy is not None and (granularity != "weight" or pattern is not None):
+        raise ValueError(
+            f"latency_policy={latency_policy!r} prunes single weights of 1x1 "
+            f"convolutions; it does not combine with granularity={granularity!r} or a "
+            f"pattern ({pattern!r})."
+        )
+    return latency_policy

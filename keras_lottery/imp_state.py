@@ -116,7 +116,7 @@ class IMPState:
 
 RUN_SETTINGS = (
     "rounds", "epochs_per_round", "scope", "granularity", "pattern", "norm",
-    "rewind_to", "one_shot", "control", "seed", "monitor", "mode",
+    "latency_policy", "rewind_to", "one_shot", "control", "seed", "monitor", "mode",
 )
 
 

@@ -30,6 +30,7 @@ import numpy as np
 from keras_lottery import decision
 from keras_lottery import imp_checks
 from keras_lottery import masks as masks_lib
+from keras_lottery import sparse_inference
 from keras_lottery import structure as structure_lib
 from keras_lottery import wrapping
 
@@ -50,6 +51,8 @@ class RoundPlan:
         seed: the run's seed; round r draws with `seed_for(r)`.
         reference: per-round `{key: bool array}` masks to impose, or None.
         rounds: number of rounds of the run.
+        only: None, or the keys the run may prune (a latency policy's
+            choice); the others keep every weight.
     """
 
     keys: tuple
@@ -61,6 +64,7 @@ class RoundPlan:
     seed: int = 0
     reference: object = None
     rounds: int = 2
+    only: object = None
 
     @classmethod
     def for_model(
@@ -77,9 +81,11 @@ class RoundPlan:
         seed=0,
         reference_masks=None,
         rounds=2,
+        latency_policy=None,
     ):
         """The plan of a run on the wrapped `model`; raises (naming the
-        weight) when the schedule, structure or reference masks do not fit."""
+        weight, or for `latency_policy="xnnpack_sparse"` the layer) when the
+        schedule, structure, reference masks or policy do not fit."""
         prunables = wrapping.prunable_weights(model)
         if not prunables:
             raise ValueError(
@@ -113,6 +119,7 @@ class RoundPlan:
             seed=int(seed),
             reference=reference,
             rounds=int(rounds),
+            only=_policy_keys(model, latency_policy),
         )
 
     def seed_for(self, round_index):
@@ -144,6 +151,8 @@ class RoundPlan:
         reference = self.reference[next_round] if self.reference is not None else None
         if targets is not None and next_round == self.rounds - 1:
             targets = structure_lib.final_targets(self.structure, targets)
+        if targets is not None and self.only is not None:
+            targets = {key: value if key in self.only else 0.0 for key, value in targets.items()}
         if targets is None and reference is None:
             return current, (
                 f"IterativeMagnitudePruning: round {next_round} prunes nothing: the "
@@ -172,3 +181,27 @@ class RoundPlan:
                 "before this run?), so the masks are kept."
             )
         return new, note
+
+    def policy_note(self, masks):
+        """A sentence when the masks of a run with a latency policy miss what
+        the policy needs (XNNPACK: more than 2/3 zeros in the 1x1 kernels),
+        else None."""
+        if self.only is None:
+            return None
+        kept, total = masks_lib.counts({key: masks[key] for key in self.only})
+        zeros = 1.0 - kept / total
+        if zeros > sparse_inference.MIN_ZERO_FRACTION:
+            return None
+        return (
+            f"IterativeMagnitudePruning: the 1x1 convolution kernels XNNPACK would run "
+            f"sparse are {100 * zeros:.1f}% zeros after the last round; XNNPACK switches "
+            f"to sparse inference only above {100 * sparse_inference.MIN_ZERO_FRACTION:.1f}%. "
+            "Prune more (more rounds or a higher rate for them)."
+        )
+
+
+def _policy_keys(model, latency_policy):
+    if latency_policy is None:
+        return None
+    path = sparse_inference.xnnpack_sparse_path(model)
+    return frozenset(path.accelerated)

@@ -145,3 +145,37 @@ def test_subclassed_models_are_refused():
     net(np.ones((1, 3)))
     with pytest.raises(compaction.CompactionError, match="functional or Sequential"):
         compaction.compact(net)
+
+
+def test_zero_padding_cropping_and_upsampling_pass_channels_through():
+    # MobileNet-style explicit padding before a 'valid' strided conv.
+    x = keras.Input((8, 8, 3))
+    h = keras.layers.Conv2D(6, 1, activation="relu", name="c1")(x)
+    h = keras.layers.ZeroPadding2D(((0, 1), (0, 1)), name="pad")(h)
+    h = keras.layers.Conv2D(5, 3, strides=2, activation="relu", name="c2")(h)
+    h = keras.layers.UpSampling2D(name="up")(h)
+    h = keras.layers.Cropping2D(1, name="crop")(h)
+    h = keras.layers.GlobalAveragePooling2D()(h)
+    model = kl.wrap(keras.Model(x, keras.layers.Dense(2, name="out")(h)))
+    _prune_units(model, "c1/kernel", [0, 2])
+    _prune_units(model, "c2/kernel", [4])
+    data = np.random.default_rng(0).normal(size=(4, 8, 8, 3)).astype("float32")
+    result = _check(model, data, {"c1": 2, "c2": 1})
+    assert result.model.get_layer("c2").kernel.shape == (3, 3, 4, 4)
+
+
+def test_a_constant_channel_is_not_folded_through_zero_padding():
+    # A pruned filter whose bias survives the ReLU is a constant channel;
+    # padded with zeros it is no longer constant, so it stays (exactly).
+    x = keras.Input((6, 6, 2))
+    h = keras.layers.Conv2D(4, 1, activation="relu", name="c1")(x)
+    h = keras.layers.ZeroPadding2D(1, name="pad")(h)
+    h = keras.layers.Conv2D(3, 3, name="c2")(h)
+    model = kl.wrap(keras.Model(x, keras.layers.Dense(2, name="out")(h)))
+    _prune_units(model, "c1/kernel", [1], zero_bias=False)
+    owner = model.get_layer("c1")
+    owner.bias.assign(np.array([0.0, 0.7, 0.0, 0.0], "float32"))
+    data = np.random.default_rng(1).normal(size=(2, 6, 6, 2)).astype("float32")
+    result = compaction.compact(model)
+    np.testing.assert_allclose(_np(result.model(data)), _np(model(data)), atol=1e-5)
+    assert result.model.get_layer("c1").filters == 4 and result.folded == 0
