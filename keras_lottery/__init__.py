@@ -23,6 +23,7 @@ from keras_lottery.export import export_tflite
 from keras_lottery.export import size_report
 from keras_lottery.export import tflite_predict
 from keras_lottery.imp import IterativeMagnitudePruning
+from keras_lottery.init_pruning import prune_at_init
 from keras_lottery.mask_constraint import MaskConstraint
 from keras_lottery.pattern_check import check_pattern
 from keras_lottery.registry import register_prunable
@@ -80,6 +81,7 @@ __all__ = [
     "masks",
     "non_pruned_weights",
     "prunable_weights",
+    "prune_at_init",
     "read_ticket",
     "register_prunable",
     "save_ticket",

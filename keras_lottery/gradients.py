@@ -1,0 +1,101 @@
+"""Gradients of a scalar function of a model's outputs with respect to some
+of its weights, on each Keras backend.
+
+Keras 3 has no backend-neutral `grad`: its trainers each use their backend's
+own (`tf.GradientTape`, `jax.grad` over `stateless_call`, torch autograd).
+The scores that rank weights by gradients (SNIP, GraSP, SynFlow in
+`keras_lottery.init_pruning`) need exactly one thing from them, which this
+module provides for all three; nothing else in the package takes gradients.
+
+Example:
+>>> model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1, use_bias=False)])
+>>> _ = model.layers[0].kernel.assign(np.array([[2.0], [3.0]], "float32"))
+>>> x = np.array([[1.0, 10.0]], "float32")
+>>> grads = weight_gradients(model, [model.layers[0].kernel], keras.ops.sum, x)
+>>> grads[0].ravel().tolist()
+[1.0, 10.0]
+"""
+
+import keras
+import numpy as np
+
+
+def weight_gradients(model, variables, fn, inputs):
+    """`d fn(model(inputs, training=False)) / d variable` for each variable.
+
+    Args:
+        model: a built Keras model.
+        variables: trainable variables of `model` (its weights to score).
+        fn: `outputs -> scalar tensor`, written with `keras.ops`.
+        inputs: the model's inputs (arrays or tensors).
+
+    Returns:
+        A list of NumPy arrays, one per variable (zeros where the scalar does
+        not depend on it).
+
+    Raises:
+        ValueError: a variable is not trainable (the JAX path differentiates
+            the trainable variables only).
+        NotImplementedError: another backend than tensorflow, jax, torch.
+    """
+    variables = list(variables)
+    frozen = [v.path for v in variables if not v.trainable]
+    if frozen:
+        raise ValueError(
+            f"weight_gradients differentiates trainable variables; {frozen} are not "
+            "trainable (set layer.trainable = True while scoring)."
+        )
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        grads = _tensorflow(model, variables, fn, inputs)
+    elif backend == "jax":
+        grads = _jax(model, variables, fn, inputs)
+    elif backend == "torch":
+        grads = _torch(model, variables, fn, inputs)
+    else:
+        raise NotImplementedError(f"weight_gradients has no {backend!r} implementation.")
+    return [
+        np.zeros(tuple(v.shape), "float32") if g is None else np.asarray(
+            keras.ops.convert_to_numpy(g), "float32")
+        for v, g in zip(variables, grads)
+    ]
+
+
+def _tensorflow(model, variables, fn, inputs):
+    import tensorflow as tf  # noqa: PLC0415 (this backend only)
+
+    with tf.GradientTape() as tape:
+        values = [v.value for v in variables]
+        tape.watch(values)
+        scalar = fn(model(inputs, training=False))
+    return tape.gradient(scalar, values)
+
+
+def _jax(model, variables, fn, inputs):
+    import jax  # noqa: PLC0415 (this backend only)
+
+    trainable = model.trainable_variables
+    position = {id(v): i for i, v in enumerate(trainable)}
+    missing = [v.path for v in variables if id(v) not in position]
+    if missing:
+        raise ValueError(f"{missing} are not trainable variables of '{model.name}'.")
+    non_trainable = [v.value for v in model.non_trainable_variables]
+
+    def scalar(trainable_values):
+        outputs, _ = model.stateless_call(
+            trainable_values, non_trainable, inputs, training=False
+        )
+        return fn(outputs)
+
+    grads = jax.grad(scalar)([v.value for v in trainable])
+    return [grads[position[id(v)]] for v in variables]
+
+
+def _torch(model, variables, fn, inputs):
+    import torch  # noqa: PLC0415 (this backend only)
+
+    values = [v.value for v in variables]
+    with torch.enable_grad():
+        inputs = keras.tree.map_structure(keras.ops.convert_to_tensor, inputs)
+        scalar = fn(model(inputs, training=False))
+        return torch.autograd.grad(scalar, values, allow_unused=True)

@@ -1,0 +1,334 @@
+"""Pruning at initialization: SNIP, GraSP, SynFlow, magnitude and random
+masks for a wrapped model, before any training, with per-layer budgets and
+the "Missing the Mark" ablations.
+
+Every method is a scorer (`{key: array}`, higher survives) handed to the same
+selector IMP uses (`keras_lottery.decision.select`), so masks, θ0, rewinding,
+controls, tickets and export work unchanged:
+
+- `random`: uniform noise (the baseline every method must beat);
+- `magnitude`: |θ0|;
+- `snip` (Lee et al. 2019): |g ⊙ θ|, g the loss gradient on a few batches;
+- `grasp` (Wang et al. 2020): θ ⊙ Hg (GraSP prunes the highest −θ ⊙ Hg),
+  Hg by central finite differences of the gradient along g;
+- `synflow` (Tanaka et al. 2020): data-free; |∂R/∂θ ⊙ θ| with R the sum of
+  the outputs of the network with |θ| on an all-ones input, pruned
+  iteratively (`iterations` steps of an exponential density schedule).
+
+Budgets: `distribution="uniform"` (every layer to `density`), `"erk"`
+(Erdős–Rényi-Kernel, as in RigL: denser small layers, the same total), or
+`scope="global"` (one threshold over all scores).
+
+Ablations (Frankle et al. 2021, "Missing the Mark"): `ablation="shuffle"`
+keeps each layer's count and draws its positions at random, `"invert"`
+keeps what the method would prune first, `"reinit"` keeps the mask and
+draws fresh weights.
+
+Example:
+>>> model = keras_lottery.wrap(keras.Sequential(
+...     [keras.Input((8,)), keras.layers.Dense(16, name="fc"), keras.layers.Dense(2, name="out")]))
+>>> masks = prune_at_init(model, "synflow", density=0.25, iterations=10)
+>>> round(keras_lottery.masks.density(masks), 2)
+0.25
+"""
+
+import math
+
+import keras
+import numpy as np
+
+from keras_lottery import decision
+from keras_lottery import gradients
+from keras_lottery import keras_internals
+from keras_lottery import rewinding
+from keras_lottery import wrapping
+
+METHODS = ("random", "magnitude", "snip", "grasp", "synflow")
+DISTRIBUTIONS = ("uniform", "erk")
+ABLATIONS = ("shuffle", "invert", "reinit")
+
+
+def prune_at_init(
+    model,
+    method,
+    density,
+    data=None,
+    loss=None,
+    scope=decision.LAYERWISE,
+    distribution="uniform",
+    ablation=None,
+    iterations=100,
+    seed=0,
+):
+    """Chooses masks for the wrapped `model` at its current (initial) weights
+    and sets them: pruned weights become 0, survivors keep their values.
+
+    Args:
+        model: a wrapped (`keras_lottery.wrap`), built model.
+        method: one of `METHODS`.
+        density: fraction of the prunable weights to keep, in (0, 1].
+        data: for `snip`/`grasp`: an `(x, y)` tuple or an iterable of
+            `(x, y)` batches (all of it is used; pass a few batches). Not
+            read by the other methods.
+        loss: `(y_true, y_pred) -> scalar`, default the model's compiled loss
+            or sparse categorical cross-entropy from logits.
+        scope: "layerwise" (the `distribution`'s per-layer budgets) or
+            "global" (one threshold over every score).
+        distribution: "uniform" or "erk" (layerwise scope only).
+        ablation: None or one of `ABLATIONS`.
+        iterations: SynFlow's pruning iterations.
+        seed: seed of `random`, `shuffle` and `reinit`.
+
+    Returns:
+        The new `{key: bool array}` masks (also set on the model).
+
+    Raises:
+        ValueError: an unknown method, budget or ablation, a density outside
+            (0, 1], a gradient method without data, an unwrapped model.
+
+    Example:
+    >>> model = keras_lottery.wrap(keras.Sequential([keras.Input((4,)), keras.layers.Dense(4)]))
+    >>> x, y = np.ones((8, 4), "float32"), np.zeros(8, "int32")
+    >>> masks = prune_at_init(model, "snip", 0.5, data=(x, y))
+    >>> int(sum(m.sum() for m in masks.values()))
+    8
+    """
+    _check_arguments(model, method, density, data, scope, distribution, ablation)
+    if method == "synflow" and ablation == "invert":
+        raise ValueError("ablation='invert' needs one score per weight; SynFlow's "
+                         "iterative masks have none. Use 'shuffle' or 'reinit'.")
+    current = wrapping.get_masks(model)
+    shapes = {key: mask.shape for key, mask in current.items()}
+    targets = budgets(shapes, density, distribution if scope == decision.LAYERWISE else "uniform")
+    if method == "synflow":
+        new = _synflow(model, current, targets, scope, iterations)
+    else:
+        scores = method_scores(model, method, data=data, loss=loss, seed=seed)
+        if ablation == "invert":
+            scores = decision.inverted(scores)
+        new = decision.select(scores, current, targets, scope=scope)
+    if ablation == "shuffle":
+        new = shuffle_within_layers(new, seed)
+    wrapping.set_masks(model, new)
+    if ablation == "reinit":
+        rewinding.reinitialize(model, seed)
+    return new
+
+
+def method_scores(model, method, data=None, loss=None, seed=0):
+    """`{key: array}` scores of a one-shot method (not SynFlow, which
+    prunes iteratively) at the model's current weights; higher survives.
+
+    Example:
+    >>> model = keras_lottery.wrap(keras.Sequential(
+    ...     [keras.Input((2,)), keras.layers.Dense(1, name="fc")]))
+    >>> method_scores(model, "magnitude")["fc/kernel"].shape
+    (2, 1)
+    """
+    weights = wrapping.read_weights(model)
+    if method == "magnitude":
+        return decision.magnitude_scores(weights)
+    if method == "random":
+        return decision.random_scores(weights, seed)
+    loss = _loss_of(model, loss)
+    if method == "snip":
+        grads = _mean_gradients(model, data, loss)
+        return {key: np.abs(grads[key] * weights[key]) for key in weights}
+    if method == "grasp":
+        return {key: weights[key] * hg for key, hg in _hessian_gradient(model, data, loss).items()}
+    raise ValueError(f"method must be one of {METHODS[:-1]} here; received {method!r}.")
+
+
+def synflow_scores(model):
+    """SynFlow's scores at the model's current (masked) weights: data-free,
+    |∂R/∂θ ⊙ θ| with R = sum(model(ones)) on |θ|. The weights are restored
+    afterwards.
+
+    Each layer's |θ| is divided by its largest entry first: scaling a layer
+    scales R and every score by the same factor, so the ranking is unchanged
+    and float32 does not overflow on deep networks.
+
+    Example:
+    >>> model = keras_lottery.wrap(keras.Sequential(
+    ...     [keras.Input((2,)), keras.layers.Dense(1, name="fc")]))
+    >>> synflow_scores(model)["fc/kernel"].shape
+    (2, 1)
+    """
+    structure = keras_internals.input_structure(model)
+    if structure is None:
+        raise ValueError(
+            f"SynFlow feeds an all-ones input of the model's input shape; '{model.name}' "
+            "is subclassed and has none. Build it functionally, or use another method."
+        )
+    prunables = wrapping.prunable_weights(model)
+    keras_internals.sync_jax_state(model)
+    saved = [keras.ops.convert_to_numpy(v.value) for v in model.variables]
+    try:
+        for variable, value in zip(model.variables, saved):
+            if variable.trainable and np.issubdtype(value.dtype, np.floating):
+                magnitude = np.abs(value)
+                peak = magnitude.max() if magnitude.size else 0.0
+                variable.assign(magnitude / peak if peak > 0 else magnitude)
+        values = {p.key: keras.ops.convert_to_numpy(p.variable.value) for p in prunables}
+        ones = keras.tree.map_structure(
+            lambda spec: np.ones((1, *spec.shape[1:]), "float32"), structure
+        )
+        grads = gradients.weight_gradients(
+            model, [p.variable for p in prunables], _sum_of_outputs, ones
+        )
+    finally:
+        for variable, value in zip(model.variables, saved):
+            variable.assign(value)
+    return {p.key: np.abs(g * values[p.key]) for p, g in zip(prunables, grads)}
+
+
+def budgets(shapes, density, distribution="uniform"):
+    """`{key: sparsity}` targets whose kept weights total `density` of all.
+
+    `uniform`: every key at `density`. `erk`: key k at `ε · sum(shape) /
+    prod(shape)` (capped at 1, the rest spread over the others), ε chosen so
+    the total is met.
+
+    Example:
+    >>> t = budgets({"a": (300, 100), "b": (100, 10)}, 0.3, "erk")
+    >>> round(1 - t["a"], 4), round(1 - t["b"], 4)  # b capped dense, a takes the rest
+    (0.2767, 1.0)
+    """
+    if distribution not in DISTRIBUTIONS:
+        raise ValueError(f"distribution must be one of {DISTRIBUTIONS}; received {distribution!r}.")
+    if distribution == "uniform":
+        return {key: 1.0 - density for key in shapes}
+    sizes = {key: int(np.prod(shape)) for key, shape in shapes.items()}
+    raw = {key: sum(shape) / sizes[key] for key, shape in shapes.items()}
+    dense = set()
+    while True:
+        budget = density * sum(sizes.values()) - sum(sizes[k] for k in dense)
+        free = [k for k in shapes if k not in dense]
+        epsilon = budget / sum(raw[k] * sizes[k] for k in free)
+        over = [k for k in free if epsilon * raw[k] > 1.0]
+        if not over:
+            return {k: 0.0 if k in dense else 1.0 - epsilon * raw[k] for k in shapes}
+        dense.update(over)
+
+
+def shuffle_within_layers(masks, seed):
+    """The "shuffle" ablation: each mask keeps its count of survivors at
+    random positions.
+
+    Example:
+    >>> m = shuffle_within_layers({"a": np.arange(10) < 3}, seed=0)
+    >>> int(m["a"].sum())
+    3
+    """
+    rng = np.random.default_rng(seed)
+    shuffled = {}
+    for key, mask in masks.items():
+        flat = np.asarray(mask, bool).ravel().copy()
+        rng.shuffle(flat)
+        shuffled[key] = flat.reshape(np.shape(mask))
+    return shuffled
+
+
+# ------------------------------------------------------------------ helpers
+
+
+def _check_arguments(model, method, density, data, scope, distribution, ablation):
+    if not wrapping.prunable_weights(model):
+        raise ValueError(
+            f"Model '{model.name}' has no prunable weights with lottery state; wrap it "
+            "first: `keras_lottery.wrap(model)`."
+        )
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}; received {method!r}.")
+    if not 0.0 < float(density) <= 1.0:
+        raise ValueError(f"density must be in (0, 1]; received {density!r}.")
+    if method in ("snip", "grasp") and data is None:
+        raise ValueError(f"method={method!r} scores weights by loss gradients: pass "
+                         "data=(x, y) or an iterable of (x, y) batches.")
+    if scope not in decision.SCOPES:
+        raise ValueError(f"scope must be one of {decision.SCOPES}; received {scope!r}.")
+    if distribution not in DISTRIBUTIONS:
+        raise ValueError(f"distribution must be one of {DISTRIBUTIONS}; received {distribution!r}.")
+    if scope == decision.GLOBAL and distribution != "uniform":
+        raise ValueError("scope='global' sets its own per-layer densities; "
+                         "distribution='erk' needs scope='layerwise'.")
+    if ablation is not None and ablation not in ABLATIONS:
+        raise ValueError(f"ablation must be None or one of {ABLATIONS}; received {ablation!r}.")
+
+
+def _batches(data):
+    if isinstance(data, tuple) and len(data) == 2 and not isinstance(data[0], tuple):
+        return [data]
+    return list(data)
+
+
+def _loss_of(model, loss):
+    if loss is not None:
+        return loss
+    compiled = getattr(model, "loss", None)
+    if compiled is not None and not isinstance(compiled, (list, dict)):
+        return keras.losses.get(compiled)
+    return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+
+def _mean_gradients(model, data, loss, offsets=None):
+    prunables = wrapping.prunable_weights(model)
+    batches = _batches(data)
+    total = None
+    saved = None
+    if offsets is not None:
+        keras_internals.sync_jax_state(model)
+        saved = [keras.ops.convert_to_numpy(p.variable.value) for p in prunables]
+        for p, value in zip(prunables, saved):
+            p.variable.assign(value + offsets[p.key])
+    try:
+        for x, y in batches:
+            y = keras.ops.convert_to_tensor(y)
+            grads = gradients.weight_gradients(
+                model, [p.variable for p in prunables],
+                lambda out, y=y: loss(y, out), x,
+            )
+            total = grads if total is None else [t + g for t, g in zip(total, grads)]
+    finally:
+        if saved is not None:
+            for p, value in zip(prunables, saved):
+                p.variable.assign(value)
+    return {p.key: t / len(batches) for p, t in zip(prunables, total)}
+
+
+def _hessian_gradient(model, data, loss):
+    """Hg by central differences of the gradient along g: exact for a
+    quadratic loss, O(ε²) otherwise."""
+    g = _mean_gradients(model, data, loss)
+    norm = math.sqrt(sum(float(np.sum(v * v)) for v in g.values()))
+    if norm == 0.0:
+        return {key: np.zeros_like(v) for key, v in g.items()}
+    scale = sum(float(np.sum(np.abs(w))) for w in wrapping.read_weights(model).values())
+    step = 1e-3 * max(scale / sum(v.size for v in g.values()), 1e-3)
+    direction = {key: v / norm for key, v in g.items()}
+    plus = _mean_gradients(model, data, loss, {k: step * d for k, d in direction.items()})
+    minus = _mean_gradients(model, data, loss, {k: -step * d for k, d in direction.items()})
+    return {key: (plus[key] - minus[key]) * (norm / (2.0 * step)) for key in g}
+
+
+def _sum_of_outputs(outputs):
+    return sum(keras.ops.sum(o) for o in keras.tree.flatten(outputs))
+
+
+def _synflow(model, current, targets, scope, iterations):
+    if iterations < 1:
+        raise ValueError(f"iterations must be >= 1; received {iterations}.")
+    final = {key: 1.0 - t for key, t in targets.items()}
+    masks = current
+    keras_internals.sync_jax_state(model)
+    prunables = wrapping.prunable_weights(model)
+    originals = {p.key: keras.ops.convert_to_numpy(p.variable.value) for p in prunables}
+    try:
+        for step in range(1, iterations + 1):
+            step_targets = {key: 1.0 - d ** (step / iterations) for key, d in final.items()}
+            masks = decision.select(synflow_scores(model), masks, step_targets, scope=scope)
+            wrapping.set_masks(model, masks)
+    finally:
+        for p in prunables:
+            p.variable.assign(originals[p.key])
+    return masks
