@@ -1,6 +1,8 @@
 """Pruning at initialization: each scorer against a hand-computed score,
 budgets, SynFlow data-free, ablations, and masks that hold in training."""
 
+import warnings
+
 import keras
 import numpy as np
 import pytest
@@ -70,12 +72,14 @@ def test_synflow_is_data_free_and_matches_the_path_count():
     model = _two_layer(w1, w2)
     before = kl.wrapping.read_weights(model)
     scores = init_pruning.synflow_scores(model)
-    # R = 1^T |w1| |w2| 1 (each layer scaled by its max: the ranking is the same).
-    a, b = np.abs(w1) / np.abs(w1).max(), np.abs(w2) / np.abs(w2).max()
+    # R = 1^T |w1| |w2| 1 (each layer scaled by its largest column sum, the
+    # input by 1e-3: every score by the same factor, the ranking is the same).
+    a = np.abs(w1) / np.abs(w1).sum(axis=0).max()
+    b = np.abs(w2) / np.abs(w2).sum(axis=0).max()
     expected_1 = a * b.sum(axis=1)[None, :]
     expected_2 = b * a.sum(axis=0)[:, None]
-    np.testing.assert_allclose(scores["fc/kernel"], expected_1, rtol=1e-5)
-    np.testing.assert_allclose(scores["out/kernel"], expected_2, rtol=1e-5)
+    np.testing.assert_allclose(scores["fc/kernel"], 1e-3 * expected_1, rtol=1e-5)
+    np.testing.assert_allclose(scores["out/kernel"], 1e-3 * expected_2, rtol=1e-5)
     after = kl.wrapping.read_weights(model)
     for key in before:  # signs and scales restored
         np.testing.assert_array_equal(after[key], before[key])
@@ -156,3 +160,33 @@ def test_bad_arguments_are_refused():
     with pytest.raises(ValueError, match="wrap"):
         init_pruning.prune_at_init(keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)]),
                                    "random", 0.5)
+
+
+def test_synflow_does_not_collapse_a_deep_net_with_bounded_activations():
+    # ReLU6 saturates on SynFlow's all-positive forward pass unless the
+    # activations are kept small; saturated units pass no gradient, and
+    # their layers would score 0 and be pruned away entirely.
+    layers = [keras.Input((256,))]
+    layers += [keras.layers.Dense(256, activation="relu6", name=f"fc{i}") for i in range(6)]
+    model = kl.wrap(keras.Sequential(layers + [keras.layers.Dense(10, name="out")]))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        masks = init_pruning.prune_at_init(model, "synflow", 0.01, scope="global", iterations=20)
+    assert all(mask.any() for mask in masks.values())
+
+
+def test_layer_collapse_is_reported():
+    model = _two_layer(*_setup()[:2])
+    model.get_layer("fc").kernel.assign(np.full((4, 3), 1e-6, "float32"))
+    with pytest.warns(UserWarning, match=r"every weight of \['fc/kernel'\].*layer collapse"):
+        init_pruning.prune_at_init(model, "magnitude", 0.3, scope="global")
+
+
+def test_synflow_scores_the_logits_of_a_softmax_output():
+    # sum(softmax) is 1 whatever the weights: on the softmax every score is 0.
+    model = kl.wrap(keras.Sequential([
+        keras.Input((6,)), keras.layers.Dense(8, activation="relu", name="fc"),
+        keras.layers.Dense(3, activation="softmax", name="out")]))
+    scores = init_pruning.synflow_scores(model)
+    assert all(score.all() for score in scores.values())
+    assert model.get_layer("out").activation is keras.activations.softmax
