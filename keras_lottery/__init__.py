@@ -16,6 +16,7 @@ from keras_lottery.compaction import CompactionError
 from keras_lottery.compaction import CompactionResult
 from keras_lottery.compaction import compact
 from keras_lottery import schedules
+from keras_lottery.early_bird import EarlyBird
 from keras_lottery.export import ExportResult
 from keras_lottery.export import ExportVerificationError
 from keras_lottery.export import export_saved_model
@@ -59,6 +60,7 @@ __all__ = [
     "CompactionResult",
     "check_pattern",
     "compact",
+    "EarlyBird",
     "ExportResult",
     "ExportVerificationError",
     "HostSnapshot",

@@ -107,6 +107,10 @@ class IterativeMagnitudePruning(keras.callbacks.Callback):
             the schedule (4:4 -> 3:4 -> 2:4 at the geometric default) and the
             last round always holds the pattern. Needs `scope="layerwise"`.
         norm: "l1" or "l2", the unit ranking of neuron/channel granularity.
+        early_bird: None, or a `keras_lottery.EarlyBird(threshold, patience)`:
+            ends each round but the last once the masks the next round would
+            get stop changing between epochs (Early-Bird tickets); rows record
+            the distances and `stopped_early="EarlyBird"`.
         latency_policy: None, or "xnnpack_sparse": prune only the 1x1
             convolutions that XNNPACK's sparse inference runs (ARM builds of
             LiteRT), after checking up front that the model's structure
@@ -183,6 +187,7 @@ class IterativeMagnitudePruning(keras.callbacks.Callback):
         pattern=None,
         norm="l1",
         latency_policy=None,
+        early_bird=None,
         rewind_to=REWIND_INIT,
         one_shot=False,
         control=None,
@@ -216,6 +221,7 @@ class IterativeMagnitudePruning(keras.callbacks.Callback):
             reference_masks, self.rounds, "reference_masks"
         )
         self.seed = int(np.random.randint(0, 2**31 - 1) if seed is None else seed)
+        self.early_bird = imp_checks.early_bird_argument(early_bird, control, reference_masks)
         self.monitor = monitor
         self.mode = imp_checks.one_of(mode, ("auto", "min", "max"), "mode")
         self.output_layers = None if output_layers is None else list(output_layers)
@@ -405,6 +411,8 @@ class IterativeMagnitudePruning(keras.callbacks.Callback):
                 ended_by = type(callback).__name__
         if ended_by is not None:
             model.stop_training = False
+        elif self._early_bird_emerged(masks):
+            ended_by = "EarlyBird"
         if self._log.epochs >= self.epochs_per_round or ended_by is not None:
             self._finish_round(epoch, logs, ended_by)
 
@@ -445,6 +453,8 @@ class IterativeMagnitudePruning(keras.callbacks.Callback):
             boundary_seconds=self._boundary_seconds,
             stopped_early=ended_by,
         )
+        if self.early_bird is not None:
+            row["early_bird_distances"] = list(self.early_bird.distances)
         row = file_io.json_safe(row)
         state.results.append(row)
         state.total_steps = state.round_start_step + self._log.steps
@@ -459,6 +469,18 @@ class IterativeMagnitudePruning(keras.callbacks.Callback):
         self._pending_line = summary_line(row, self.rounds)
         if self.checkpoint_dir is not None and self.write_checkpoints:
             self._save()
+
+    def _early_bird_emerged(self, masks):
+        """Feeds the Early-Bird tracker the masks the next round would get."""
+        state = self._state
+        if self.early_bird is None or state.round + 1 >= self.rounds:
+            return False
+        ahead, _ = self._plan.next_masks(
+            lambda: wrapping.read_weights(self.model), masks, state.round + 1,
+            state.round_start_step + self._log.steps, state.round_start_step, quiet=True,
+        )
+        self.early_bird.update(ahead)
+        return self.early_bird.emerged and self._log.epochs < self.epochs_per_round
 
     def _advance(self):
         started = _now()
@@ -499,6 +521,8 @@ class IterativeMagnitudePruning(keras.callbacks.Callback):
             rewinding.reinitialize(model, self._plan.seed_for(next_round))
 
     def _start_round_log(self):
+        if self.early_bird is not None:
+            self.early_bird.reset()
         self._round_start_iteration = optimizer_state.iterations(self.model.optimizer)
         self._log.start(self._state.round, self._state.round_start_step, self._state.round_start_epoch)
         if not hasattr(self, "_boundary_seconds") or self._state.round == 0:

@@ -261,3 +261,23 @@ def latency_policy_argument(latency_policy, granularity, pattern):
             f"pattern ({pattern!r})."
         )
     return latency_policy
+
+
+def early_bird_argument(early_bird, control, reference_masks):
+    """`early_bird` checked: None or an `EarlyBird`, on a run that finds its
+    own ticket (controls replay another run's masks, which never change).
+
+    Example:
+    >>> early_bird_argument(None, "reinit", None) is None
+    True
+    """
+    if early_bird is None:
+        return None
+    if not all(hasattr(early_bird, name) for name in ("update", "emerged", "reset")):
+        raise TypeError(f"early_bird takes a keras_lottery.EarlyBird; received {early_bird!r}.")
+    if control is not None or reference_masks is not None:
+        raise ValueError(
+            "early_bird ends rounds when the run's own ticket stops changing; a control "
+            "or reference_masks run follows another run's masks. Drop one of them."
+        )
+    return early_bird

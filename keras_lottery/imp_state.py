@@ -133,6 +133,7 @@ def run_config(imp, keys):
     """
     config = {name: getattr(imp, name) for name in RUN_SETTINGS}
     config["schedule"] = keras.saving.serialize_keras_object(imp.schedule)
+    config["early_bird"] = None if imp.early_bird is None else imp.early_bird.get_config()
     config["keys"] = list(keys)
     return file_io.json_safe(config)
 
