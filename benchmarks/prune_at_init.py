@@ -36,6 +36,7 @@ flags.DEFINE_integer("score_batches", 4, "Batches of 128 for SNIP / GraSP.", low
 flags.DEFINE_integer("synflow_iterations", 100, "SynFlow's pruning iterations.", lower_bound=1)
 flags.DEFINE_integer("trials", 1, "Seeds per arm.", lower_bound=1)
 flags.DEFINE_bool("shuffle", True, "Also train each mask shuffled within layers.")
+flags.DEFINE_enum("scope", "global", ["global", "layerwise"], "Budget: one threshold, or uniform per layer.")
 flags.DEFINE_string("output", os.path.join(HERE, "results", "prune_at_init.json"), "JSON results.")
 
 
@@ -81,7 +82,7 @@ def main(argv):
                 model = _fresh(shape, trial)
                 started = time.perf_counter()
                 masks = kl.prune_at_init(
-                    model, method, density, data=batches, seed=trial,
+                    model, method, density, data=batches, seed=trial, scope=FLAGS.scope,
                     iterations=FLAGS.synflow_iterations,
                 )
                 mask_seconds = time.perf_counter() - started
@@ -95,6 +96,7 @@ def main(argv):
                 if FLAGS.shuffle and method != "random":
                     shuffled = _fresh(shape, trial)
                     kl.prune_at_init(shuffled, method, density, data=batches, seed=trial,
+                                     scope=FLAGS.scope,
                                      iterations=FLAGS.synflow_iterations, ablation="shuffle")
                     row["shuffled_accuracy"] = _train_and_test(shuffled, data)
                 rows.append(row)

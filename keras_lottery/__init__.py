@@ -25,6 +25,8 @@ from keras_lottery.export import size_report
 from keras_lottery.export import tflite_predict
 from keras_lottery.imp import IterativeMagnitudePruning
 from keras_lottery.init_pruning import prune_at_init
+from keras_lottery.instability import Instability
+from keras_lottery.instability import linear_mode_connectivity
 from keras_lottery.mask_constraint import MaskConstraint
 from keras_lottery.pattern_check import check_pattern
 from keras_lottery.registry import register_prunable
@@ -64,6 +66,7 @@ __all__ = [
     "ExportResult",
     "ExportVerificationError",
     "HostSnapshot",
+    "Instability",
     "IterativeMagnitudePruning",
     "LotteryWrapper",
     "MaskConstraint",
@@ -78,6 +81,7 @@ __all__ = [
     "export_tflite",
     "get_masks",
     "layer_masks",
+    "linear_mode_connectivity",
     "load_model",
     "load_ticket",
     "masks",

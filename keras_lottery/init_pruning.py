@@ -118,6 +118,7 @@ def prune_at_init(
             "distribution='erk' to give each layer a budget, or a higher density.",
             stacklevel=2,
         )
+    _warn_dead_outputs(model, new, method)
     wrapping.set_masks(model, new)
     if ablation == "reinit":
         rewinding.reinitialize(model, seed)
@@ -262,6 +263,25 @@ def shuffle_within_layers(masks, seed):
 
 
 # ------------------------------------------------------------------ helpers
+
+
+def _warn_dead_outputs(model, masks, method):
+    """An output unit with no incoming weight is a class the model can only
+    predict from its bias: say so (SNIP and GraSP do it at low density)."""
+    for key in wrapping.output_keys(model):
+        mask = masks[key]
+        if mask.ndim < 2:
+            continue
+        fed = mask.reshape(-1, mask.shape[-1]).any(axis=0)
+        if not fed.all():
+            warnings.warn(
+                f"prune_at_init({method!r}) left {int((~fed).sum())} of {fed.size} output "
+                f"units of {key!r} without any incoming weight (outputs "
+                f"{np.flatnonzero(~fed).tolist()[:10]}): they only see their bias, and "
+                "cannot be learned. Use scope='global' or distribution='erk' (denser "
+                "output layers), or a higher density.",
+                stacklevel=3,
+            )
 
 
 def _check_arguments(model, method, density, data, scope, distribution, ablation):

@@ -190,3 +190,12 @@ def test_synflow_scores_the_logits_of_a_softmax_output():
     scores = init_pruning.synflow_scores(model)
     assert all(score.all() for score in scores.values())
     assert model.get_layer("out").activation is keras.activations.softmax
+
+
+def test_output_units_left_without_weights_are_reported():
+    w1, w2, x, y = _setup()
+    w2 = w2.copy()
+    w2[:, 1] = 1e-6  # magnitude pruning empties the second output unit
+    model = _two_layer(w1, w2)
+    with pytest.warns(UserWarning, match=r"1 of 2 output units of 'out/kernel'.*\[1\]"):
+        init_pruning.prune_at_init(model, "magnitude", 0.5)
