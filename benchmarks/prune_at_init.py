@@ -36,7 +36,8 @@ flags.DEFINE_integer("score_batches", 4, "Batches of 128 for SNIP / GraSP.", low
 flags.DEFINE_integer("synflow_iterations", 100, "SynFlow's pruning iterations.", lower_bound=1)
 flags.DEFINE_integer("trials", 1, "Seeds per arm.", lower_bound=1)
 flags.DEFINE_bool("shuffle", True, "Also train each mask shuffled within layers.")
-flags.DEFINE_enum("scope", "global", ["global", "layerwise"], "Budget: one threshold, or uniform per layer.")
+flags.DEFINE_float("grasp_temperature", 200.0, "GraSP: loss on logits / T (reference: 200).")
+flags.DEFINE_enum("scope", "global", ["global", "layerwise"], "One threshold, or per layer.")
 flags.DEFINE_string("output", os.path.join(HERE, "results", "prune_at_init.json"), "JSON results.")
 
 
@@ -78,11 +79,13 @@ def main(argv):
     rows = []
     for density in (float(d) for d in FLAGS.densities):
         for method in FLAGS.methods:
+            temperature = FLAGS.grasp_temperature if method == "grasp" else 1.0
             for trial in range(FLAGS.trials):
                 model = _fresh(shape, trial)
                 started = time.perf_counter()
                 masks = kl.prune_at_init(
                     model, method, density, data=batches, seed=trial, scope=FLAGS.scope,
+                    temperature=temperature,
                     iterations=FLAGS.synflow_iterations,
                 )
                 mask_seconds = time.perf_counter() - started
@@ -97,6 +100,7 @@ def main(argv):
                     shuffled = _fresh(shape, trial)
                     kl.prune_at_init(shuffled, method, density, data=batches, seed=trial,
                                      scope=FLAGS.scope,
+                                     temperature=temperature,
                                      iterations=FLAGS.synflow_iterations, ablation="shuffle")
                     row["shuffled_accuracy"] = _train_and_test(shuffled, data)
                 rows.append(row)

@@ -61,6 +61,92 @@ def weight_gradients(model, variables, fn, inputs):
     ]
 
 
+def hessian_vector_product(model, variables, fn, inputs, vector):
+    """`H v` for the Hessian H of `fn(model(inputs, training=False))` with
+    respect to `variables` (the others held fixed), by double backprop.
+
+    Args:
+        model, variables, fn, inputs: as for `weight_gradients`.
+        vector: one array per variable.
+
+    Returns:
+        A list of NumPy arrays, one per variable.
+
+    Example:
+    >>> model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1, use_bias=False)])
+    >>> kernel = model.layers[0].kernel
+    >>> x = np.array([[1.0, 2.0]], "float32")  # fn = (x w)^2: H = 2 x^T x
+    >>> hv = hessian_vector_product(model, [kernel], lambda out: keras.ops.sum(out ** 2), x,
+    ...                             [np.array([[1.0], [0.0]], "float32")])
+    >>> hv[0].ravel().tolist()
+    [2.0, 4.0]
+    """
+    variables = list(variables)
+    vector = [np.asarray(v, "float32") for v in vector]
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        products = _tensorflow_hvp(model, variables, fn, inputs, vector)
+    elif backend == "jax":
+        products = _jax_hvp(model, variables, fn, inputs, vector)
+    elif backend == "torch":
+        products = _torch_hvp(model, variables, fn, inputs, vector)
+    else:
+        raise NotImplementedError(f"hessian_vector_product has no {backend!r} implementation.")
+    return [
+        np.zeros(tuple(v.shape), "float32") if h is None else np.asarray(
+            keras.ops.convert_to_numpy(h), "float32")
+        for v, h in zip(variables, products)
+    ]
+
+
+def _tensorflow_hvp(model, variables, fn, inputs, vector):
+    import tensorflow as tf  # noqa: PLC0415 (this backend only)
+
+    values = [v.value for v in variables]
+    with tf.GradientTape() as outer:
+        outer.watch(values)
+        with tf.GradientTape() as inner:
+            inner.watch(values)
+            scalar = fn(model(inputs, training=False))
+        grads = inner.gradient(scalar, values)
+        dot = tf.add_n([tf.reduce_sum(g * v) for g, v in zip(grads, vector) if g is not None])
+    return outer.gradient(dot, values)
+
+
+def _jax_hvp(model, variables, fn, inputs, vector):
+    import jax  # noqa: PLC0415 (this backend only)
+
+    trainable = model.trainable_variables
+    position = {id(v): i for i, v in enumerate(trainable)}
+    non_trainable = [v.value for v in model.non_trainable_variables]
+
+    def scalar(trainable_values):
+        outputs, _ = model.stateless_call(
+            trainable_values, non_trainable, inputs, training=False
+        )
+        return fn(outputs)
+
+    primal = [v.value for v in trainable]
+    tangent = [jax.numpy.zeros_like(p) for p in primal]
+    for variable, direction in zip(variables, vector):
+        tangent[position[id(variable)]] = jax.numpy.asarray(direction)
+    _, products = jax.jvp(jax.grad(scalar), (primal,), (tangent,))
+    return [products[position[id(v)]] for v in variables]
+
+
+def _torch_hvp(model, variables, fn, inputs, vector):
+    import torch  # noqa: PLC0415 (this backend only)
+
+    values = [v.value for v in variables]
+    with torch.enable_grad():
+        inputs = keras.tree.map_structure(keras.ops.convert_to_tensor, inputs)
+        scalar = fn(model(inputs, training=False))
+        grads = torch.autograd.grad(scalar, values, create_graph=True, allow_unused=True)
+        dot = sum((g * torch.as_tensor(v, device=g.device)).sum()
+                  for g, v in zip(grads, vector) if g is not None)
+        return torch.autograd.grad(dot, values, allow_unused=True)
+
+
 def _tensorflow(model, variables, fn, inputs):
     import tensorflow as tf  # noqa: PLC0415 (this backend only)
 

@@ -209,7 +209,9 @@ class IterativeMagnitudePruning(keras.callbacks.Callback):
         self.epochs_per_round = imp_checks.positive_int(epochs_per_round, "epochs_per_round")
         imp_checks.structure_arguments(scope, granularity, pattern, norm)
         self.scope, self.granularity, self.pattern, self.norm = scope, granularity, pattern, norm
-        self.latency_policy = imp_checks.latency_policy_argument(latency_policy, granularity, pattern)
+        self.latency_policy = imp_checks.latency_policy_argument(
+            latency_policy, granularity, pattern
+        )
         self.rewind_to = imp_checks.rewind_argument(rewind_to)
         self.control = imp_checks.one_of(control, CONTROLS, "control", none_ok=True)
         schedule = schedules_lib.get(schedule, rate)

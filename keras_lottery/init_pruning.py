@@ -10,7 +10,7 @@ controls, tickets and export work unchanged:
 - `magnitude`: |θ0|;
 - `snip` (Lee et al. 2019): |g ⊙ θ|, g the loss gradient on a few batches;
 - `grasp` (Wang et al. 2020): θ ⊙ Hg (GraSP prunes the highest −θ ⊙ Hg),
-  Hg by central finite differences of the gradient along g;
+  Hg by double backprop;
 - `synflow` (Tanaka et al. 2020): data-free; |∂R/∂θ ⊙ θ| with R the sum of
   the outputs of the network with |θ| on an all-ones input, pruned
   iteratively (`iterations` steps of an exponential density schedule).
@@ -32,7 +32,6 @@ Example:
 0.25
 """
 
-import math
 import warnings
 
 import keras
@@ -60,6 +59,7 @@ def prune_at_init(
     ablation=None,
     iterations=100,
     seed=0,
+    temperature=1.0,
 ):
     """Chooses masks for the wrapped `model` at its current (initial) weights
     and sets them: pruned weights become 0, survivors keep their values.
@@ -79,6 +79,8 @@ def prune_at_init(
         ablation: None or one of `ABLATIONS`.
         iterations: SynFlow's pruning iterations.
         seed: seed of `random`, `shuffle` and `reinit`.
+        temperature: SNIP/GraSP compute the loss on `outputs / temperature`
+            (GraSP's reference code uses 200 on logits).
 
     Returns:
         The new `{key: bool array}` masks (also set on the model).
@@ -104,7 +106,8 @@ def prune_at_init(
     if method == "synflow":
         new = _synflow(model, current, targets, scope, iterations)
     else:
-        scores = method_scores(model, method, data=data, loss=loss, seed=seed)
+        scores = method_scores(model, method, data=data, loss=loss, seed=seed,
+                               temperature=temperature)
         if ablation == "invert":
             scores = decision.inverted(scores)
         new = decision.select(scores, current, targets, scope=scope)
@@ -125,7 +128,7 @@ def prune_at_init(
     return new
 
 
-def method_scores(model, method, data=None, loss=None, seed=0):
+def method_scores(model, method, data=None, loss=None, seed=0, temperature=1.0):
     """`{key: array}` scores of a one-shot method (not SynFlow, which
     prunes iteratively) at the model's current weights; higher survives.
 
@@ -141,6 +144,9 @@ def method_scores(model, method, data=None, loss=None, seed=0):
     if method == "random":
         return decision.random_scores(weights, seed)
     loss = _loss_of(model, loss)
+    if float(temperature) != 1.0:
+        plain, scale = loss, 1.0 / float(temperature)
+        loss = lambda y_true, y_pred: plain(y_true, keras.ops.multiply(y_pred, scale))  # noqa: E731
     if method == "snip":
         grads = _mean_gradients(model, data, loss)
         return {key: np.abs(grads[key] * weights[key]) for key in weights}
@@ -323,44 +329,33 @@ def _loss_of(model, loss):
     return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
 
-def _mean_gradients(model, data, loss, offsets=None):
+def _mean_gradients(model, data, loss):
     prunables = wrapping.prunable_weights(model)
     batches = _batches(data)
     total = None
-    saved = None
-    if offsets is not None:
-        keras_internals.sync_jax_state(model)
-        saved = [keras.ops.convert_to_numpy(p.variable.value) for p in prunables]
-        for p, value in zip(prunables, saved):
-            p.variable.assign(value + offsets[p.key])
-    try:
-        for x, y in batches:
-            y = keras.ops.convert_to_tensor(y)
-            grads = gradients.weight_gradients(
-                model, [p.variable for p in prunables],
-                lambda out, y=y: loss(y, out), x,
-            )
-            total = grads if total is None else [t + g for t, g in zip(total, grads)]
-    finally:
-        if saved is not None:
-            for p, value in zip(prunables, saved):
-                p.variable.assign(value)
+    for x, y in batches:
+        y = keras.ops.convert_to_tensor(y)
+        grads = gradients.weight_gradients(
+            model, [p.variable for p in prunables], lambda out, y=y: loss(y, out), x,
+        )
+        total = grads if total is None else [t + g for t, g in zip(total, grads)]
     return {p.key: t / len(batches) for p, t in zip(prunables, total)}
 
 
 def _hessian_gradient(model, data, loss):
-    """Hg by central differences of the gradient along g: exact for a
-    quadratic loss, O(ε²) otherwise."""
+    """Hg, g the mean gradient over `data`: double backprop per batch."""
     g = _mean_gradients(model, data, loss)
-    norm = math.sqrt(sum(float(np.sum(v * v)) for v in g.values()))
-    if norm == 0.0:
-        return {key: np.zeros_like(v) for key, v in g.items()}
-    scale = sum(float(np.sum(np.abs(w))) for w in wrapping.read_weights(model).values())
-    step = 1e-3 * max(scale / sum(v.size for v in g.values()), 1e-3)
-    direction = {key: v / norm for key, v in g.items()}
-    plus = _mean_gradients(model, data, loss, {k: step * d for k, d in direction.items()})
-    minus = _mean_gradients(model, data, loss, {k: -step * d for k, d in direction.items()})
-    return {key: (plus[key] - minus[key]) * (norm / (2.0 * step)) for key in g}
+    prunables = wrapping.prunable_weights(model)
+    batches = _batches(data)
+    total = None
+    for x, y in batches:
+        y = keras.ops.convert_to_tensor(y)
+        products = gradients.hessian_vector_product(
+            model, [p.variable for p in prunables], lambda out, y=y: loss(y, out), x,
+            [g[p.key] for p in prunables],
+        )
+        total = products if total is None else [t + h for t, h in zip(total, products)]
+    return {p.key: t / len(batches) for p, t in zip(prunables, total)}
 
 
 _SYNFLOW_INPUT = 1e-3

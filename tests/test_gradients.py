@@ -36,3 +36,16 @@ def test_weights_the_scalar_ignores_get_zero_and_frozen_ones_are_refused():
     layer.trainable = False
     with pytest.raises(ValueError, match="not trainable"):
         weight_gradients(model, [layer.kernel], keras.ops.sum, x)
+
+
+def test_hessian_vector_product_of_a_squared_error_is_two_x_transpose_x_v():
+    from keras_lottery.gradients import hessian_vector_product
+
+    rng = np.random.default_rng(1)
+    w = rng.normal(size=(3, 1)).astype("float32")
+    x = rng.normal(size=(4, 3)).astype("float32")
+    v = rng.normal(size=(3, 1)).astype("float32")
+    model = _linear(w)
+    kernel = model.get_layer("fc").kernel
+    (hv,) = hessian_vector_product(model, [kernel], lambda out: keras.ops.sum(out ** 2), x, [v])
+    np.testing.assert_allclose(hv, 2.0 * x.T @ x @ v, rtol=1e-5, atol=1e-5)

@@ -199,3 +199,13 @@ def test_output_units_left_without_weights_are_reported():
     model = _two_layer(w1, w2)
     with pytest.warns(UserWarning, match=r"1 of 2 output units of 'out/kernel'.*\[1\]"):
         init_pruning.prune_at_init(model, "magnitude", 0.5)
+
+
+def test_temperature_divides_the_outputs_before_the_loss():
+    w1, w2, x, y = _setup()
+    model = _two_layer(w1, w2)
+    scores = init_pruning.method_scores(model, "snip", data=(x, y), loss=_mse, temperature=4.0)
+    # The output divided by 4 is the network with w2 / 4.
+    residual = 2.0 * (x @ w1 @ (w2 / 4) - y) / y.size
+    g1 = x.T @ residual @ (w2 / 4).T
+    np.testing.assert_allclose(scores["fc/kernel"], np.abs(g1 * w1), rtol=1e-4, atol=1e-6)
