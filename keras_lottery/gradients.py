@@ -39,26 +39,11 @@ def weight_gradients(model, variables, fn, inputs):
         NotImplementedError: another backend than tensorflow, jax, torch.
     """
     variables = list(variables)
-    frozen = [v.path for v in variables if not v.trainable]
-    if frozen:
-        raise ValueError(
-            f"weight_gradients differentiates trainable variables; {frozen} are not "
-            "trainable (set layer.trainable = True while scoring)."
-        )
-    backend = keras.backend.backend()
-    if backend == "tensorflow":
-        grads = _tensorflow(model, variables, fn, inputs)
-    elif backend == "jax":
-        grads = _jax(model, variables, fn, inputs)
-    elif backend == "torch":
-        grads = _torch(model, variables, fn, inputs)
-    else:
-        raise NotImplementedError(f"weight_gradients has no {backend!r} implementation.")
-    return [
-        np.zeros(tuple(v.shape), "float32") if g is None else np.asarray(
-            keras.ops.convert_to_numpy(g), "float32")
-        for v, g in zip(variables, grads)
-    ]
+    grads = _per_backend(
+        "weight_gradients", {"tensorflow": _tensorflow, "jax": _jax, "torch": _torch},
+        model, variables, fn, inputs,
+    )
+    return _as_arrays(variables, grads)
 
 
 def hessian_vector_product(model, variables, fn, inputs, vector):
@@ -81,21 +66,36 @@ def hessian_vector_product(model, variables, fn, inputs, vector):
     >>> hv[0].ravel().tolist()
     [2.0, 4.0]
     """
-    variables = list(variables)
     vector = [np.asarray(v, "float32") for v in vector]
+    variables = list(variables)
+    products = _per_backend(
+        "hessian_vector_product",
+        {"tensorflow": _tensorflow_hvp, "jax": _jax_hvp, "torch": _torch_hvp},
+        model, variables, fn, inputs, vector,
+    )
+    return _as_arrays(variables, products)
+
+
+def _per_backend(what, implementations, model, variables, *args):
+    """Runs the current backend's implementation on trainable `variables`."""
+    frozen = [v.path for v in variables if not v.trainable]
+    if frozen:
+        raise ValueError(
+            f"{what} differentiates trainable variables; {frozen} are not "
+            "trainable (set layer.trainable = True while scoring)."
+        )
     backend = keras.backend.backend()
-    if backend == "tensorflow":
-        products = _tensorflow_hvp(model, variables, fn, inputs, vector)
-    elif backend == "jax":
-        products = _jax_hvp(model, variables, fn, inputs, vector)
-    elif backend == "torch":
-        products = _torch_hvp(model, variables, fn, inputs, vector)
-    else:
-        raise NotImplementedError(f"hessian_vector_product has no {backend!r} implementation.")
+    if backend not in implementations:
+        raise NotImplementedError(f"{what} has no {backend!r} implementation.")
+    return implementations[backend](model, variables, *args)
+
+
+def _as_arrays(variables, results):
+    """float32 NumPy arrays, zeros where a variable got no result (None)."""
     return [
-        np.zeros(tuple(v.shape), "float32") if h is None else np.asarray(
-            keras.ops.convert_to_numpy(h), "float32")
-        for v, h in zip(variables, products)
+        np.zeros(tuple(v.shape), "float32") if r is None else np.asarray(
+            keras.ops.convert_to_numpy(r), "float32")
+        for v, r in zip(variables, results)
     ]
 
 

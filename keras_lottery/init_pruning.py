@@ -330,31 +330,29 @@ def _loss_of(model, loss):
 
 
 def _mean_gradients(model, data, loss):
-    prunables = wrapping.prunable_weights(model)
-    batches = _batches(data)
-    total = None
-    for x, y in batches:
-        y = keras.ops.convert_to_tensor(y)
-        grads = gradients.weight_gradients(
-            model, [p.variable for p in prunables], lambda out, y=y: loss(y, out), x,
-        )
-        total = grads if total is None else [t + g for t, g in zip(total, grads)]
-    return {p.key: t / len(batches) for p, t in zip(prunables, total)}
+    return _batch_mean(model, data, loss, gradients.weight_gradients)
 
 
 def _hessian_gradient(model, data, loss):
     """Hg, g the mean gradient over `data`: double backprop per batch."""
     g = _mean_gradients(model, data, loss)
+    return _batch_mean(
+        model, data, loss,
+        lambda model, variables, fn, x: gradients.hessian_vector_product(
+            model, variables, fn, x, [g[key] for key in g]),
+    )
+
+
+def _batch_mean(model, data, loss, compute):
+    """`{key: mean over data's batches of compute(model, variables, fn, x)}`
+    for the prunable variables, `fn` the batch's loss of the outputs."""
     prunables = wrapping.prunable_weights(model)
     batches = _batches(data)
     total = None
     for x, y in batches:
         y = keras.ops.convert_to_tensor(y)
-        products = gradients.hessian_vector_product(
-            model, [p.variable for p in prunables], lambda out, y=y: loss(y, out), x,
-            [g[p.key] for p in prunables],
-        )
-        total = products if total is None else [t + h for t, h in zip(total, products)]
+        results = compute(model, [p.variable for p in prunables], lambda out, y=y: loss(y, out), x)
+        total = results if total is None else [t + r for t, r in zip(total, results)]
     return {p.key: t / len(batches) for p, t in zip(prunables, total)}
 
 
