@@ -16,6 +16,7 @@ from keras_lottery.compaction import CompactionError
 from keras_lottery.compaction import CompactionResult
 from keras_lottery.compaction import compact
 from keras_lottery import schedules
+from keras_lottery.dynamic_sparse import DynamicSparseTraining
 from keras_lottery.early_bird import EarlyBird
 from keras_lottery.export import ExportResult
 from keras_lottery.export import ExportVerificationError
@@ -26,8 +27,13 @@ from keras_lottery.export import tflite_predict
 from keras_lottery.imp import IterativeMagnitudePruning
 from keras_lottery.init_pruning import prune_at_init
 from keras_lottery.instability import Instability
+from keras_lottery.instability import InstabilityProbe
+from keras_lottery.instability import InstabilitySweep
+from keras_lottery.instability import instability_sweep
 from keras_lottery.instability import linear_mode_connectivity
 from keras_lottery.mask_constraint import MaskConstraint
+from keras_lottery.one_shot import OneShotResult
+from keras_lottery.one_shot import prune_one_shot
 from keras_lottery.pattern_check import check_pattern
 from keras_lottery.registry import register_prunable
 from keras_lottery.report import SparsityReport
@@ -62,14 +68,18 @@ __all__ = [
     "CompactionResult",
     "check_pattern",
     "compact",
+    "DynamicSparseTraining",
     "EarlyBird",
     "ExportResult",
     "ExportVerificationError",
     "HostSnapshot",
     "Instability",
+    "InstabilityProbe",
+    "InstabilitySweep",
     "IterativeMagnitudePruning",
     "LotteryWrapper",
     "MaskConstraint",
+    "OneShotResult",
     "PrunableWeight",
     "SparseInferenceError",
     "SparsityReport",
@@ -81,6 +91,7 @@ __all__ = [
     "export_tflite",
     "get_masks",
     "layer_masks",
+    "instability_sweep",
     "linear_mode_connectivity",
     "load_model",
     "load_ticket",
@@ -88,6 +99,7 @@ __all__ = [
     "non_pruned_weights",
     "prunable_weights",
     "prune_at_init",
+    "prune_one_shot",
     "read_ticket",
     "register_prunable",
     "save_ticket",

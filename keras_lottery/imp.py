@@ -82,8 +82,10 @@ class IterativeMagnitudePruning(keras.callbacks.Callback):
     at the epoch with the best `monitor` value), `at_best` (that epoch's
     logs), the last epoch's logs, `seconds` and `boundary_seconds` (the prune
     and rewind before the round). Every epoch's `logs` gain `lottery_round`
-    and `lottery_density`, so History, CSVLogger and TensorBoard record them
-    wherever they stand in the callback list.
+    and `lottery_density`: History records them, and so do CSVLogger and
+    TensorBoard when they come after this callback in the list (Keras hands
+    the epoch's logs to callbacks in list order; one placed before it sees
+    them without these keys, and a CSVLogger fixes its columns then).
 
     Args:
         rounds: number of trained rounds, the dense round 0 included.
@@ -111,6 +113,13 @@ class IterativeMagnitudePruning(keras.callbacks.Callback):
             ends each round but the last once the masks the next round would
             get stop changing between epochs (Early-Bird tickets); rows record
             the distances and `stopped_early="EarlyBird"`.
+        instability: None, or a `keras_lottery.InstabilityProbe`: at the
+            start of every round, two copies of the network the round trains
+            from (θ0 dense in round 0; the rewound ticket after) are trained
+            with different data orders and the error barrier on the line
+            between them is recorded in the row (`instability_barrier`,
+            `instability_errors`). Costs two extra trainings per round; the
+            run itself goes on from unchanged weights and optimizer state.
         latency_policy: None, or "xnnpack_sparse": prune only the 1x1
             convolutions that XNNPACK's sparse inference runs (ARM builds of
             LiteRT), after checking up front that the model's structure
@@ -188,6 +197,7 @@ class IterativeMagnitudePruning(keras.callbacks.Callback):
         norm="l1",
         latency_policy=None,
         early_bird=None,
+        instability=None,
         rewind_to=REWIND_INIT,
         one_shot=False,
         control=None,
@@ -224,6 +234,7 @@ class IterativeMagnitudePruning(keras.callbacks.Callback):
         )
         self.seed = int(np.random.randint(0, 2**31 - 1) if seed is None else seed)
         self.early_bird = imp_checks.early_bird_argument(early_bird, control, reference_masks)
+        self.instability = imp_checks.instability_argument(instability)
         self.monitor = monitor
         self.mode = imp_checks.one_of(mode, ("auto", "min", "max"), "mode")
         self.output_layers = None if output_layers is None else list(output_layers)
@@ -243,6 +254,7 @@ class IterativeMagnitudePruning(keras.callbacks.Callback):
         self._started = False
         self._warned = set()
         self._pending_line = None
+        self._instability = None
 
     # --------------------------------------------------------- public state
 
@@ -378,6 +390,8 @@ class IterativeMagnitudePruning(keras.callbacks.Callback):
                 callback.on_train_begin()
         for callback in self.round_callbacks:
             callback.on_epoch_begin(epoch - self._state.round_start_epoch)
+        if self._log.epochs == 0 and self.instability is not None:
+            self._measure_instability()
         self._epoch_start_steps = self._log.steps
 
     def on_epoch_end(self, epoch, logs=None):
@@ -457,6 +471,8 @@ class IterativeMagnitudePruning(keras.callbacks.Callback):
         )
         if self.early_bird is not None:
             row["early_bird_distances"] = list(self.early_bird.distances)
+        if self._instability is not None:
+            row.update(self._instability)
         row = file_io.json_safe(row)
         state.results.append(row)
         state.total_steps = state.round_start_step + self._log.steps
@@ -471,6 +487,18 @@ class IterativeMagnitudePruning(keras.callbacks.Callback):
         self._pending_line = summary_line(row, self.rounds)
         if self.checkpoint_dir is not None and self.write_checkpoints:
             self._save()
+
+    def _measure_instability(self):
+        started = _now()
+        result = self.instability.measure(self.model)
+        self._instability = {
+            "instability_barrier": result.barrier,
+            "instability_errors": list(result.errors),
+            "instability_seconds": _now() - started,
+        }
+        if self.verbose:
+            print(f"IMP round {self._state.round}: instability barrier "
+                  f"{100 * result.barrier:.2f}% error", flush=True)
 
     def _early_bird_emerged(self, masks):
         """Feeds the Early-Bird tracker the masks the next round would get."""
@@ -523,6 +551,7 @@ class IterativeMagnitudePruning(keras.callbacks.Callback):
             rewinding.reinitialize(model, self._plan.seed_for(next_round))
 
     def _start_round_log(self):
+        self._instability = None
         if self.early_bird is not None:
             self.early_bird.reset()
         self._round_start_iteration = optimizer_state.iterations(self.model.optimizer)

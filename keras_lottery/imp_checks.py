@@ -281,3 +281,26 @@ def early_bird_argument(early_bird, control, reference_masks):
             "or reference_masks run follows another run's masks. Drop one of them."
         )
     return early_bird
+
+
+def instability_argument(instability):
+    """`instability` checked: None or an `InstabilityProbe` (anything with
+    `measure(model)`); `True` is refused with what to pass instead, since a
+    callback does not see the data `fit` trains on.
+
+    Example:
+    >>> instability_argument(None) is None
+    True
+    """
+    if instability is None or instability is False:
+        return None
+    if instability is True:
+        raise TypeError(
+            "instability=True: the callback does not see the data fit trains on, so it "
+            "cannot train the two copies itself. Pass instability=keras_lottery."
+            "InstabilityProbe(data=(x_val, y_val), train_data=(x, y), epochs=...) or "
+            "InstabilityProbe(data, train=lambda model, seed: ...).")
+    if not callable(getattr(instability, "measure", None)):
+        raise TypeError("instability takes a keras_lottery.InstabilityProbe; received "
+                        f"{instability!r}.")
+    return instability

@@ -320,6 +320,24 @@ def _batches(data):
     return list(data)
 
 
+def loss_gradients(model, data, loss=None):
+    """`{key: mean over data's batches of d loss / d weight}` for every pruned
+    weight, at the model's current weights (dense: pruned entries included).
+
+    Args:
+        model: a wrapped model.
+        data: one `(x, y)` batch or a list of them.
+        loss: `(y_true, y_pred) -> scalar`; default the compiled loss.
+
+    Example:
+    >>> model = keras_lottery.wrap(keras.Sequential(
+    ...     [keras.Input((2,)), keras.layers.Dense(2, name="fc")]))
+    >>> loss_gradients(model, (np.ones((4, 2), "float32"), np.zeros(4)))["fc/kernel"].shape
+    (2, 2)
+    """
+    return _mean_gradients(model, data, _loss_of(model, loss))
+
+
 def _loss_of(model, loss):
     if loss is not None:
         return loss

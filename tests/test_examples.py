@@ -328,3 +328,36 @@ def test_export_ticket_missing_run(tmp_path):
     result = _run("export_ticket.py", f"--run_dir={tmp_path / 'nothing'}")
     assert result.returncode != 0
     assert "model.keras not found" in result.stderr
+
+
+def test_ticket_methods_runs_resumes_and_refuses_other_settings(tmp_path):
+    out = tmp_path / "methods"
+    args = ["--trials=1", "--epochs=1", "--densities=0.3,0.09", "--rounds_to_first=1",
+            "--methods=imp,random,snip,synflow", "--synflow_iterations=3", f"--output_dir={out}"]
+    first = _run("ticket_methods.py", *args)
+    assert first.returncode == 0, first.stderr[-3000:]
+    rows = json.loads((out / "results.json").read_text())
+    assert {(r["method"], r["target"]) for r in rows} == {
+        (m, d) for m in ("imp", "random", "snip", "synflow") for d in (0.3, 0.09)}
+    imp = {r["target"]: r for r in rows if r["method"] == "imp"}
+    assert imp[0.3]["round"] == 1 and imp[0.09]["round"] == 2  # rate 0.7: 30%, then 9%
+    for row in rows:
+        assert 0.0 <= row["test_accuracy"] <= 1.0
+        # every method prunes to the IMP round's density
+        assert row["kept"] == pytest.approx(imp[row["target"]]["kept"], abs=2e-3)
+        assert (row.get("shuffled_accuracy") is None) == (row["method"] == "random")
+        assert (row.get("mask_seconds") is None) == (row["method"] == "imp")
+    assert "| 30.00 | snip |" in (out / "table.md").read_text()
+    assert (out / "methods.png").stat().st_size > 10_000
+    (out / "trial0" / "snip_0.09.json").unlink()
+    again = _run("ticket_methods.py", *args)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert again.stdout.count("already done, skipped") == 7
+    assert "trial 0 snip at" in again.stdout and "trial 0 imp:" not in again.stdout
+    other = _run("ticket_methods.py", *args[:-1], "--epochs=2", f"--output_dir={out}")
+    assert other.returncode != 0 and "epochs: on disk 1, now 2" in other.stderr
+    bad = _run("ticket_methods.py", "--methods=imp,lottery", f"--output_dir={out}")
+    assert bad.returncode != 0 and "unknown ['lottery']" in bad.stderr
+    same = _run("ticket_methods.py", "--densities=0.3,0.2", "--rounds_to_first=1",
+                f"--output_dir={tmp_path / 'other'}")
+    assert same.returncode != 0 and "two land on one round" in same.stderr

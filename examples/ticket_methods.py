@@ -1,0 +1,263 @@
+"""IMP tickets beside pruning-at-init masks: trials x methods x densities.
+
+Each trial draws one θ0 (seed + trial). The `imp` arm runs global IMP,
+rewound to θ0, at the rate that reaches the highest --densities in
+--rounds_to_first rounds, and goes on at that rate to the lowest; its ticket
+at each density is the round closest to it. Every other method (`random`,
+`magnitude`, `snip`, `grasp`, `synflow`: `keras_lottery.prune_at_init`)
+prunes the same θ0 to the IMP round's exact density, and trains for the
+same --epochs as one IMP round. With --shuffle, every mask is also trained
+shuffled within its layers (the "Missing the Mark" ablation: the same
+per-layer counts at random positions).
+
+    python examples/ticket_methods.py --dataset=idx:/usr/share/datasets/fashion-mnist \\
+        --model=lenet --trials=3
+
+Outputs (--output_dir): `config.json` (a rerun with other settings is
+refused), `trial<t>/<method>_<density>.json` (one finished cell: a rerun
+skips it), `trial<t>/imp_checkpoint/` (an interrupted IMP arm resumes at its
+round), `trial<t>/imp_tickets/round<r>.npz`, `results.json`, `results.csv`,
+`table.md` (mean [min, max] over trials) and `methods.png`.
+"""
+
+import os
+
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import json  # noqa: E402
+import math  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from absl import app  # noqa: E402
+from absl import flags  # noqa: E402
+
+FLAGS = flags.FLAGS
+METHODS = ("imp", "random", "magnitude", "snip", "grasp", "synflow")
+LEARNING_RATES = {"lenet": 1.2e-3, "conv2": 2e-4}
+flags.DEFINE_string("dataset", "digits", "Dataset: digits, idx:<dir>, mnist or fashion_mnist.")
+flags.DEFINE_enum("model", "lenet", ["lenet", "conv2"], "LeNet-300-100 or Conv-2.")
+flags.DEFINE_list("methods", list(METHODS), f"Methods, of {', '.join(METHODS)}.")
+flags.DEFINE_list("densities", ["0.036", "0.019"], "Fractions of the weights kept.")
+flags.DEFINE_integer("rounds_to_first", 5, "IMP rounds to the highest density.", lower_bound=1)
+flags.DEFINE_integer("epochs", 2, "Training epochs of one mask (one IMP round).", lower_bound=1)
+flags.DEFINE_integer("train_examples", 0, "Use the first N training examples (0: all).", lower_bound=0)
+flags.DEFINE_integer("batch_size", 60, "Batch size.", lower_bound=1)
+flags.DEFINE_float("learning_rate", None, "Adam's learning rate (default: the paper's for --model).")
+flags.DEFINE_integer("trials", 3, "Independent trials (seeds).", lower_bound=1)
+flags.DEFINE_integer("seed", 0, "Seed of trial 0 (trial t uses seed + t).")
+flags.DEFINE_bool("shuffle", True, "Also train every mask shuffled within its layers.")
+flags.DEFINE_integer("score_batches", 4, "Batches of 128 examples for SNIP and GraSP.", lower_bound=1)
+flags.DEFINE_integer("synflow_iterations", 100, "SynFlow's pruning iterations.", lower_bound=1)
+flags.DEFINE_float("grasp_temperature", 200.0, "GraSP: outputs divided by T (reference: 200).")
+flags.DEFINE_string("output_dir", "runs/ticket_methods", "Where results and plots go.")
+
+# Flags that do not change what a run computes: left out of its settings.
+NOT_SETTINGS = ("output_dir", "trials")
+
+
+def _check_flags():
+    unknown = sorted(set(FLAGS.methods) - set(METHODS))
+    if unknown or not FLAGS.methods:
+        raise app.UsageError(f"--methods: unknown {unknown}; choose from {list(METHODS)}.")
+    try:
+        densities = sorted({float(d) for d in FLAGS.densities}, reverse=True)
+    except ValueError:
+        raise app.UsageError(f"--densities must be numbers; received {FLAGS.densities}.") from None
+    if not densities or not all(0.0 < d < 1.0 for d in densities):
+        raise app.UsageError(f"--densities must be in (0, 1); received {FLAGS.densities}.")
+    return densities
+
+
+def imp_plan(densities, rounds_to_first):
+    """(rate, rounds, {density: round}) of the IMP arm: the rate reaching the
+    highest density in `rounds_to_first` rounds, and for each density the
+    round closest to it (in log density).
+
+    >>> rate, rounds, at = imp_plan([0.036, 0.019], 5)
+    >>> round(rate, 4), rounds, at
+    (0.4856, 7, {0.036: 5, 0.019: 6})
+    """
+    keep = densities[0] ** (1.0 / rounds_to_first)
+    at = {d: max(1, round(math.log(d) / math.log(keep))) for d in densities}
+    return 1.0 - keep, max(at.values()) + 1, at
+
+
+class Trial:
+    """One trial's data, θ0 and training: every cell trains from the same θ0
+    for the same epochs and is scored on the same test set."""
+
+    def __init__(self, data, seed):
+        self.data, self.seed = data, seed
+        (x, y), _, _ = data
+        self.batches = [(x[i * 128:(i + 1) * 128], y[i * 128:(i + 1) * 128])
+                        for i in range(FLAGS.score_batches)]
+
+    def fresh_model(self):
+        """The trial's θ0, wrapped and compiled (same seed: same weights)."""
+        import keras
+
+        import keras_lottery as kl
+        import models
+
+        keras.utils.set_random_seed(self.seed)
+        shape = self.data[0][0].shape[1:]
+        if FLAGS.model == "lenet":
+            network = models.lenet_300_100(shape)
+        else:
+            network = models.conv_net(2, shape if len(shape) == 3 else (*shape, 1))
+        model = kl.wrap(network)
+        model.compile(
+            keras.optimizers.Adam(FLAGS.learning_rate or LEARNING_RATES[FLAGS.model]),
+            keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+            metrics=["accuracy"],
+        )
+        return model
+
+    def train(self, model, epochs=None, callbacks=(), initial_epoch=0):
+        (x, y), val, _ = self.data
+        model.fit(x, y, batch_size=FLAGS.batch_size, epochs=epochs or FLAGS.epochs,
+                  initial_epoch=initial_epoch, validation_data=val, callbacks=list(callbacks),
+                  verbose=0)
+
+    def test_accuracy(self, model):
+        import common
+
+        _, _, (xt, yt) = self.data
+        return common.accuracy(model.predict(xt, batch_size=1000, verbose=0), yt)
+
+    def train_masked(self, masks):
+        """Trains θ0 under `masks`; returns the test accuracy."""
+        import keras_lottery as kl
+
+        model = self.fresh_model()
+        kl.set_masks(model, masks)
+        self.train(model)
+        return self.test_accuracy(model)
+
+
+def run_imp(trial, directory, t, rate, rounds):
+    """The IMP arm of trial `t` (resumes from its checkpoint); returns its
+    per-round `(density, test accuracy, masks)`."""
+    import keras
+
+    import keras_lottery as kl
+
+    tickets = [directory.file(f"trial{t}", "imp_tickets", f"round{r}.npz") for r in range(rounds)]
+    scores = [os.path.join(f"trial{t}", "imp_tickets", f"round{r}.json") for r in range(rounds)]
+
+    def save_round(round_index, model, row):
+        kl.save_ticket(model, tickets[round_index], imp=imp)
+        directory.write_json(scores[round_index], {"test_accuracy": trial.test_accuracy(model)})
+
+    if not all(os.path.exists(directory.file(path)) for path in scores):
+        model = trial.fresh_model()
+        imp = kl.IterativeMagnitudePruning(
+            rounds=rounds, epochs_per_round=FLAGS.epochs, rate=rate, scope="global",
+            seed=trial.seed + 1000, checkpoint_dir=directory.file(f"trial{t}", "imp_checkpoint"),
+            on_round_end=save_round, verbose=1,
+        )
+        print(f"trial {t} imp: {rounds} rounds x {FLAGS.epochs} epochs at rate {rate:.4f}",
+              flush=True)
+        trial.train(model, epochs=imp.total_epochs, callbacks=[imp],
+                    initial_epoch=imp.initial_epoch)
+    out = []
+    for ticket_path, score_path in zip(tickets, scores):
+        masks = kl.read_ticket(ticket_path).masks
+        with open(directory.file(score_path)) as f:
+            out.append((kl.masks.density(masks), json.load(f)["test_accuracy"], masks))
+    return out
+
+
+def run_cell(trial, method, density, imp_masks):
+    """One method at one density: its test accuracy (and shuffled), mask time."""
+    import keras_lottery as kl
+    from keras_lottery import init_pruning
+
+    started = time.perf_counter()
+    row = {"method": method, "density": density}
+    if method == "imp":
+        masks = imp_masks
+    else:
+        model = trial.fresh_model()
+        started = time.perf_counter()
+        options = {"data": trial.batches, "scope": "global", "seed": trial.seed,
+                   "iterations": FLAGS.synflow_iterations,
+                   "temperature": FLAGS.grasp_temperature if method == "grasp" else 1.0}
+        masks = kl.prune_at_init(model, method, density, **options)
+        row["mask_seconds"] = time.perf_counter() - started
+        started = time.perf_counter()
+        trial.train(model)
+        row["train_seconds"] = time.perf_counter() - started
+        row["test_accuracy"] = trial.test_accuracy(model)
+    row["kept"] = kl.masks.density(masks)
+    if FLAGS.shuffle and method != "random":
+        row["shuffled_accuracy"] = trial.train_masked(
+            init_pruning.shuffle_within_layers(masks, trial.seed + 7))
+    return row
+
+
+def main(argv):
+    del argv
+    densities = _check_flags()
+    import common
+    import method_results
+    import run_config
+    from keras_lottery import file_io
+    from run_directory import RunDirectory
+
+    start = time.perf_counter()
+    try:
+        data = common.load_dataset(FLAGS.dataset, FLAGS.seed)
+    except (ValueError, FileNotFoundError) as error:
+        raise app.UsageError(f"--dataset={FLAGS.dataset}: {error}") from None
+    if FLAGS.train_examples:
+        (x, y), val, test = data
+        data = ((x[:FLAGS.train_examples], y[:FLAGS.train_examples]), val, test)
+    settings = {name: value for name, value in run_config.script_flags(FLAGS, [sys.argv[0]]).items()
+                if name not in NOT_SETTINGS}
+    directory = RunDirectory(FLAGS.output_dir)
+    directory.prepare(settings, FLAGS.trials)
+    rate, rounds, imp_round = imp_plan(densities, FLAGS.rounds_to_first)
+    if "imp" in FLAGS.methods and len(set(imp_round.values())) < len(densities):
+        raise app.UsageError(
+            f"--densities={FLAGS.densities}: at rate {rate:.3f} IMP reaches them in rounds "
+            f"{imp_round}; two land on one round. Raise --rounds_to_first.")
+    rows = []
+    for t in range(FLAGS.trials):
+        trial = Trial(data, FLAGS.seed + t)
+        imp = run_imp(trial, directory, t, rate, rounds) if "imp" in FLAGS.methods else None
+        for target in densities:
+            density = imp[imp_round[target]][0] if imp else target
+            for method in FLAGS.methods:
+                name = f"trial{t}/{method}_{target:g}.json"
+                row = directory.load_arm(t, f"{method}_{target:g}")
+                if row is None:
+                    cell_start = time.perf_counter()
+                    row = run_cell(trial, method, density,
+                                   imp[imp_round[target]][2] if method == "imp" else None)
+                    if method == "imp":
+                        row["test_accuracy"] = imp[imp_round[target]][1]
+                        row["round"] = imp_round[target]
+                    row.update(trial=t, target=target)
+                    directory.write_json(name, row)
+                    print(f"trial {t} {method} at {100 * row['kept']:.2f}%: "
+                          f"{method_results.describe(row)} "
+                          f"({time.perf_counter() - cell_start:.0f}s)", flush=True)
+                else:
+                    print(f"trial {t} {method} at {target:g}: already done, skipped", flush=True)
+                rows.append(row)
+    method_results.write(directory, rows)
+    table = method_results.table(rows)
+    file_io.atomic_write(directory.file("table.md"), lambda f: f.write(table.encode() + b"\n"))
+    method_results.plot(rows, os.path.join(directory.path, "methods.png"))
+    print(table)
+    print(f"{len(rows)} rows, wall time {time.perf_counter() - start:.0f}s; "
+          f"plot: {os.path.join(directory.path, 'methods.png')}")
+
+
+if __name__ == "__main__":
+    app.run(main)
