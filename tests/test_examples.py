@@ -361,3 +361,24 @@ def test_ticket_methods_runs_resumes_and_refuses_other_settings(tmp_path):
     same = _run("ticket_methods.py", "--densities=0.3,0.2", "--rounds_to_first=1",
                 f"--output_dir={tmp_path / 'other'}")
     assert same.returncode != 0 and "two land on one round" in same.stderr
+
+
+def test_one_shot_lm_tiny_run_and_resume(tmp_path):
+    out = tmp_path / "lm"
+    text = tmp_path / "text"
+    text.mkdir()
+    (text / "a.txt").write_text("def f(x):\n    return x + 1\n" * 800)
+    args = ["--steps=10", "--sequence_length=16", "--hidden_dim=16", "--heads=2",
+            "--calibration_sequences=8", "--eval_sequences=8", f"--text_dir={text}",
+            "--text_glob=*.txt", "--sparsities=0.5,2:4", f"--output_dir={out}"]
+    first = _run("one_shot_lm.py", *args)
+    assert first.returncode == 0, first.stderr[-3000:]
+    rows = json.loads((out / "results.json").read_text())
+    assert [r["method"] for r in rows] == ["dense"] + ["magnitude", "wanda", "sparsegpt"] * 2
+    for row in rows[1:]:
+        assert row["perplexity"] > 1.0 and row["kept"] == pytest.approx(0.5)
+    assert (out / "perplexity.png").stat().st_size > 5_000
+    again = _run("one_shot_lm.py", *args)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "dense model: loaded" in again.stdout and again.stdout.count("already done") == 6
+    assert json.loads((out / "results.json").read_text()) == rows
