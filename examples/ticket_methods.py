@@ -25,8 +25,6 @@ import os
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import json  # noqa: E402
-import math  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 
@@ -37,7 +35,6 @@ from absl import flags  # noqa: E402
 
 FLAGS = flags.FLAGS
 METHODS = ("imp", "random", "magnitude", "snip", "grasp", "synflow")
-LEARNING_RATES = {"lenet": 1.2e-3, "conv2": 2e-4}
 flags.DEFINE_string("dataset", "digits", "Dataset: digits, idx:<dir>, mnist or fashion_mnist.")
 flags.DEFINE_enum("model", "lenet", ["lenet", "conv2"], "LeNet-300-100 or Conv-2.")
 flags.DEFINE_list("methods", list(METHODS), f"Methods, of {', '.join(METHODS)}.")
@@ -63,113 +60,12 @@ def _check_flags():
     unknown = sorted(set(FLAGS.methods) - set(METHODS))
     if unknown or not FLAGS.methods:
         raise app.UsageError(f"--methods: unknown {unknown}; choose from {list(METHODS)}.")
+    import method_trial
+
     try:
-        densities = sorted({float(d) for d in FLAGS.densities}, reverse=True)
-    except ValueError:
-        raise app.UsageError(f"--densities must be numbers; received {FLAGS.densities}.") from None
-    if not densities or not all(0.0 < d < 1.0 for d in densities):
-        raise app.UsageError(f"--densities must be in (0, 1); received {FLAGS.densities}.")
-    return densities
-
-
-def imp_plan(densities, rounds_to_first):
-    """(rate, rounds, {density: round}) of the IMP arm: the rate reaching the
-    highest density in `rounds_to_first` rounds, and for each density the
-    round closest to it (in log density).
-
-    >>> rate, rounds, at = imp_plan([0.036, 0.019], 5)
-    >>> round(rate, 4), rounds, at
-    (0.4856, 7, {0.036: 5, 0.019: 6})
-    """
-    keep = densities[0] ** (1.0 / rounds_to_first)
-    at = {d: max(1, round(math.log(d) / math.log(keep))) for d in densities}
-    return 1.0 - keep, max(at.values()) + 1, at
-
-
-class Trial:
-    """One trial's data, θ0 and training: every cell trains from the same θ0
-    for the same epochs and is scored on the same test set."""
-
-    def __init__(self, data, seed):
-        self.data, self.seed = data, seed
-        (x, y), _, _ = data
-        self.batches = [(x[i * 128:(i + 1) * 128], y[i * 128:(i + 1) * 128])
-                        for i in range(FLAGS.score_batches)]
-
-    def fresh_model(self):
-        """The trial's θ0, wrapped and compiled (same seed: same weights)."""
-        import keras
-
-        import keras_lottery as kl
-        import models
-
-        keras.utils.set_random_seed(self.seed)
-        shape = self.data[0][0].shape[1:]
-        if FLAGS.model == "lenet":
-            network = models.lenet_300_100(shape)
-        else:
-            network = models.conv_net(2, shape if len(shape) == 3 else (*shape, 1))
-        model = kl.wrap(network)
-        model.compile(
-            keras.optimizers.Adam(FLAGS.learning_rate or LEARNING_RATES[FLAGS.model]),
-            keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-            metrics=["accuracy"],
-        )
-        return model
-
-    def train(self, model, epochs=None, callbacks=(), initial_epoch=0):
-        (x, y), val, _ = self.data
-        model.fit(x, y, batch_size=FLAGS.batch_size, epochs=epochs or FLAGS.epochs,
-                  initial_epoch=initial_epoch, validation_data=val, callbacks=list(callbacks),
-                  verbose=0)
-
-    def test_accuracy(self, model):
-        import common
-
-        _, _, (xt, yt) = self.data
-        return common.accuracy(model.predict(xt, batch_size=1000, verbose=0), yt)
-
-    def train_masked(self, masks):
-        """Trains θ0 under `masks`; returns the test accuracy."""
-        import keras_lottery as kl
-
-        model = self.fresh_model()
-        kl.set_masks(model, masks)
-        self.train(model)
-        return self.test_accuracy(model)
-
-
-def run_imp(trial, directory, t, rate, rounds):
-    """The IMP arm of trial `t` (resumes from its checkpoint); returns its
-    per-round `(density, test accuracy, masks)`."""
-    import keras
-
-    import keras_lottery as kl
-
-    tickets = [directory.file(f"trial{t}", "imp_tickets", f"round{r}.npz") for r in range(rounds)]
-    scores = [os.path.join(f"trial{t}", "imp_tickets", f"round{r}.json") for r in range(rounds)]
-
-    def save_round(round_index, model, row):
-        kl.save_ticket(model, tickets[round_index], imp=imp)
-        directory.write_json(scores[round_index], {"test_accuracy": trial.test_accuracy(model)})
-
-    if not all(os.path.exists(directory.file(path)) for path in scores):
-        model = trial.fresh_model()
-        imp = kl.IterativeMagnitudePruning(
-            rounds=rounds, epochs_per_round=FLAGS.epochs, rate=rate, scope="global",
-            seed=trial.seed + 1000, checkpoint_dir=directory.file(f"trial{t}", "imp_checkpoint"),
-            on_round_end=save_round, verbose=1,
-        )
-        print(f"trial {t} imp: {rounds} rounds x {FLAGS.epochs} epochs at rate {rate:.4f}",
-              flush=True)
-        trial.train(model, epochs=imp.total_epochs, callbacks=[imp],
-                    initial_epoch=imp.initial_epoch)
-    out = []
-    for ticket_path, score_path in zip(tickets, scores):
-        masks = kl.read_ticket(ticket_path).masks
-        with open(directory.file(score_path)) as f:
-            out.append((kl.masks.density(masks), json.load(f)["test_accuracy"], masks))
-    return out
+        return method_trial.parse_densities(FLAGS.densities)
+    except ValueError as error:
+        raise app.UsageError(f"--{error}") from None
 
 
 def run_cell(trial, method, density, imp_masks):
@@ -184,7 +80,8 @@ def run_cell(trial, method, density, imp_masks):
     else:
         model = trial.fresh_model()
         started = time.perf_counter()
-        options = {"data": trial.batches, "scope": "global", "seed": trial.seed,
+        options = {"data": trial.batches(FLAGS.score_batches), "scope": "global",
+                   "seed": trial.seed,
                    "iterations": FLAGS.synflow_iterations,
                    "temperature": FLAGS.grasp_temperature if method == "grasp" else 1.0}
         masks = kl.prune_at_init(model, method, density, **options)
@@ -205,6 +102,7 @@ def main(argv):
     densities = _check_flags()
     import common
     import method_results
+    import method_trial
     import run_config
     from keras_lottery import file_io
     from run_directory import RunDirectory
@@ -221,15 +119,17 @@ def main(argv):
                 if name not in NOT_SETTINGS}
     directory = RunDirectory(FLAGS.output_dir)
     directory.prepare(settings, FLAGS.trials)
-    rate, rounds, imp_round = imp_plan(densities, FLAGS.rounds_to_first)
+    rate, rounds, imp_round = method_trial.imp_plan(densities, FLAGS.rounds_to_first)
     if "imp" in FLAGS.methods and len(set(imp_round.values())) < len(densities):
         raise app.UsageError(
             f"--densities={FLAGS.densities}: at rate {rate:.3f} IMP reaches them in rounds "
             f"{imp_round}; two land on one round. Raise --rounds_to_first.")
     rows = []
     for t in range(FLAGS.trials):
-        trial = Trial(data, FLAGS.seed + t)
-        imp = run_imp(trial, directory, t, rate, rounds) if "imp" in FLAGS.methods else None
+        trial = method_trial.Trial(data, FLAGS.seed + t, FLAGS.model, FLAGS.learning_rate,
+                                   FLAGS.batch_size, FLAGS.epochs)
+        imp = (method_trial.run_imp(trial, directory, t, rate, rounds)
+               if "imp" in FLAGS.methods else None)
         for target in densities:
             density = imp[imp_round[target]][0] if imp else target
             for method in FLAGS.methods:

@@ -382,3 +382,25 @@ def test_one_shot_lm_tiny_run_and_resume(tmp_path):
     assert again.returncode == 0, again.stderr[-3000:]
     assert "dense model: loaded" in again.stdout and again.stdout.count("already done") == 6
     assert json.loads((out / "results.json").read_text()) == rows
+
+
+def test_sparse_training_runs_every_method_and_resumes(tmp_path):
+    out = tmp_path / "dst"
+    args = ["--trials=1", "--epochs=2", "--densities=0.3,0.09", "--rounds_to_first=1",
+            "--update_every=10", f"--output_dir={out}"]
+    first = _run("sparse_training.py", *args)
+    assert first.returncode == 0, first.stderr[-3000:]
+    rows = json.loads((out / "results.json").read_text())
+    assert {(r["method"], r["target"]) for r in rows} == {
+        (m, d) for m in ("rigl", "set", "static", "imp") for d in (0.3, 0.09)}
+    for row in rows:
+        assert row["kept"] == pytest.approx(row["target"], abs=0.01)
+        if row["method"] == "imp":  # every round up to the ticket's: 2 or 3 rounds of 48
+            assert row["steps"] == 48 * (row["round"] + 1)
+        else:
+            assert row["steps"] == 48
+    assert {r["updates"] for r in rows if r["method"] == "rigl"} == {3}  # steps 10, 20, 30 < 36
+    assert all(r["updates"] == 0 for r in rows if r["method"] == "static")
+    assert (out / "sparse_training.png").stat().st_size > 10_000
+    again = _run("sparse_training.py", *args)
+    assert again.returncode == 0 and again.stdout.count("already done, skipped") == 8

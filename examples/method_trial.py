@@ -1,0 +1,141 @@
+"""What `ticket_methods.py` and `sparse_training.py` share: one trial's θ0,
+data and training, and the IMP arm they compare against.
+
+Every cell of a trial trains from the same θ0 (same seed) for the same
+epochs; the IMP arm runs global IMP rewound to θ0 at the rate `imp_plan`
+chooses, writes a ticket and a score file per round, and resumes from its
+checkpoint.
+"""
+
+import json
+import math
+import os
+
+LEARNING_RATES = {"lenet": 1.2e-3, "conv2": 2e-4}
+
+
+def parse_densities(values):
+    """Distinct densities in (0, 1), highest first.
+
+    >>> parse_densities(["0.019", "0.036"])
+    [0.036, 0.019]
+    """
+    try:
+        densities = sorted({float(d) for d in values}, reverse=True)
+    except ValueError:
+        raise ValueError(f"densities must be numbers; received {values}.") from None
+    if not densities or not all(0.0 < d < 1.0 for d in densities):
+        raise ValueError(f"densities must be in (0, 1); received {values}.")
+    return densities
+
+
+def imp_plan(densities, rounds_to_first):
+    """(rate, rounds, {density: round}) of the IMP arm: the rate reaching the
+    highest density in `rounds_to_first` rounds, and for each density the
+    round closest to it (in log density).
+
+    >>> rate, rounds, at = imp_plan([0.036, 0.019], 5)
+    >>> round(rate, 4), rounds, at
+    (0.4856, 7, {0.036: 5, 0.019: 6})
+    """
+    keep = densities[0] ** (1.0 / rounds_to_first)
+    at = {d: max(1, round(math.log(d) / math.log(keep))) for d in densities}
+    return 1.0 - keep, max(at.values()) + 1, at
+
+
+class Trial:
+    """One trial's data, θ0 and training: every cell trains from the same θ0
+    for the same epochs and is scored on the same test set.
+
+    Args:
+        data: `((x, y), (x_val, y_val), (x_test, y_test))`.
+        seed: the trial's seed (its θ0).
+        model: "lenet" (LeNet-300-100) or "conv2".
+        learning_rate: Adam's (None: the paper's for `model`).
+        batch_size, epochs: of one training (one IMP round).
+    """
+
+    def __init__(self, data, seed, model="lenet", learning_rate=None, batch_size=60, epochs=2):
+        self.data, self.seed, self.model = data, seed, model
+        self.learning_rate = learning_rate or LEARNING_RATES[model]
+        self.batch_size, self.epochs = batch_size, epochs
+
+    def batches(self, count, size=128):
+        """The first `count` training batches of `size`: (x, y) pairs."""
+        (x, y), _, _ = self.data
+        return [(x[i * size:(i + 1) * size], y[i * size:(i + 1) * size]) for i in range(count)]
+
+    def fresh_model(self):
+        """The trial's θ0, wrapped and compiled (same seed: same weights)."""
+        import keras
+
+        import keras_lottery as kl
+        import models
+
+        keras.utils.set_random_seed(self.seed)
+        shape = self.data[0][0].shape[1:]
+        if self.model == "lenet":
+            network = models.lenet_300_100(shape)
+        else:
+            network = models.conv_net(2, shape if len(shape) == 3 else (*shape, 1))
+        model = kl.wrap(network)
+        model.compile(
+            keras.optimizers.Adam(self.learning_rate),
+            keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+            metrics=["accuracy"],
+        )
+        return model
+
+    def train(self, model, epochs=None, callbacks=(), initial_epoch=0):
+        (x, y), val, _ = self.data
+        model.fit(x, y, batch_size=self.batch_size, epochs=epochs or self.epochs,
+                  initial_epoch=initial_epoch, validation_data=val, callbacks=list(callbacks),
+                  verbose=0)
+
+    def test_accuracy(self, model):
+        import common
+
+        _, _, (xt, yt) = self.data
+        return common.accuracy(model.predict(xt, batch_size=1000, verbose=0), yt)
+
+    def train_masked(self, masks):
+        """Trains θ0 under `masks`; returns the test accuracy."""
+        import keras_lottery as kl
+
+        model = self.fresh_model()
+        kl.set_masks(model, masks)
+        self.train(model)
+        return self.test_accuracy(model)
+
+
+def run_imp(trial, directory, t, rate, rounds):
+    """The IMP arm (global, rewound to θ0) of trial `t`, resumed from its
+    checkpoint; returns its per-round `(density, test accuracy, masks, steps)`."""
+    import keras_lottery as kl
+
+    tickets = [directory.file(f"trial{t}", "imp_tickets", f"round{r}.npz") for r in range(rounds)]
+    scores = [os.path.join(f"trial{t}", "imp_tickets", f"round{r}.json") for r in range(rounds)]
+
+    def save_round(round_index, model, row):
+        kl.save_ticket(model, tickets[round_index], imp=imp)
+        directory.write_json(scores[round_index], {"test_accuracy": trial.test_accuracy(model),
+                                                   "steps": row["steps"]})
+
+    if not all(os.path.exists(directory.file(path)) for path in scores):
+        model = trial.fresh_model()
+        imp = kl.IterativeMagnitudePruning(
+            rounds=rounds, epochs_per_round=trial.epochs, rate=rate, scope="global",
+            seed=trial.seed + 1000, checkpoint_dir=directory.file(f"trial{t}", "imp_checkpoint"),
+            on_round_end=save_round, verbose=1,
+        )
+        print(f"trial {t} imp: {rounds} rounds x {trial.epochs} epochs at rate {rate:.4f}",
+              flush=True)
+        trial.train(model, epochs=imp.total_epochs, callbacks=[imp],
+                    initial_epoch=imp.initial_epoch)
+    out = []
+    for ticket_path, score_path in zip(tickets, scores):
+        masks = kl.read_ticket(ticket_path).masks
+        with open(directory.file(score_path)) as f:
+            score = json.load(f)
+        out.append((kl.masks.density(masks), score["test_accuracy"], masks, score.get("steps")))
+    return out
