@@ -138,9 +138,14 @@ def prune_one_shot(model, method="magnitude", density=None, pattern=None,
 
 
 @dataclasses.dataclass(frozen=True)
-class _Layout:
+class KernelLayout:
     """How a kernel maps to an [inputs, outputs] matrix: the kernel axes the
-    layer's input contracts with come first (in kernel order)."""
+    layer's input contracts with come first (in kernel order).
+
+    Example:
+    >>> KernelLayout((8, 2, 4), (0,), (1, 2)).to_matrix(np.zeros((8, 2, 4))).shape
+    (8, 8)
+    """
 
     shape: tuple
     input_axes: tuple
@@ -159,9 +164,19 @@ class _Layout:
         return np.transpose(shaped, np.argsort(order))
 
 
-def _layout(layer, shape):
+def kernel_layout(layer, shape):
+    """How a Dense or EinsumDense kernel of `shape` reads as an [input
+    features, output features] matrix (`to_matrix` / `from_matrix`), or None
+    when the layer's input does not end with the axes its kernel contracts.
+
+    Example:
+    >>> layer = keras.layers.EinsumDense("btnh,nhd->btd", (5, 8))
+    >>> layout = kernel_layout(layer, (2, 4, 8))
+    >>> layout.input_axes, layout.inputs
+    ((0, 1), 8)
+    """
     if isinstance(layer, keras.layers.Dense):
-        return _Layout(tuple(shape), (0,), (1,))
+        return KernelLayout(tuple(shape), (0,), (1,))
     equation = getattr(layer, "equation", "")
     match = re.fullmatch(r"([a-z.]+),([a-z]+)->([a-z.]+)", equation.replace(" ", ""))
     if match is None:
@@ -174,7 +189,7 @@ def _layout(layer, shape):
         return None
     input_axes = tuple(kernel.index(letter) for letter in contracted)
     output_axes = tuple(a for a in range(len(kernel)) if a not in input_axes)
-    return _Layout(tuple(shape), input_axes, output_axes)
+    return KernelLayout(tuple(shape), input_axes, output_axes)
 
 
 def _targets(model, keys):
@@ -184,7 +199,7 @@ def _targets(model, keys):
             continue
         if not isinstance(weight.owner, (keras.layers.Dense, keras.layers.EinsumDense)):
             continue
-        layout = _layout(weight.owner, tuple(weight.variable.shape))
+        layout = kernel_layout(weight.owner, tuple(weight.variable.shape))
         if layout is None:
             refused[weight.key] = getattr(weight.owner, "equation", "?")
             continue

@@ -1,9 +1,10 @@
 """Does a model's weights hold an N:M pattern? (The check of N:M tickets.)
 
-`check_pattern(model, "2:4")` looks at the values of every Dense and Conv
-kernel (of a wrapped model, a stripped one, or one loaded from an export)
-and counts, per kernel, the groups of M consecutive weights along the input
-axis that hold more than N non-zeros. A ticket trained with
+`check_pattern(model, "2:4")` looks at the values of every Dense, Conv and
+EinsumDense kernel (of a wrapped model, a stripped one, or one loaded from an
+export) and counts, per kernel, the groups of M consecutive weights along the
+input axis that hold more than N non-zeros (an EinsumDense kernel: along its
+input features, flattened in kernel order, as `prune_one_shot` groups them). A ticket trained with
 `IterativeMagnitudePruning(pattern="2:4")` has none in its pruned kernels.
 
 Example:
@@ -14,9 +15,11 @@ Example:
 {'fc/kernel': 0}
 """
 
+import keras
 from keras import ops
 
 from keras_lottery import layer_tree
+from keras_lottery import one_shot
 from keras_lottery import structure
 
 
@@ -49,6 +52,11 @@ def check_pattern(model, pattern, layers=None):
             continue
         axes = structure.unit_axes(type(layer).__name__)
         kernel = getattr(layer, "kernel", None)
+        values = None
+        if isinstance(layer, keras.layers.EinsumDense) and kernel is not None:
+            layout = one_shot.kernel_layout(layer, tuple(kernel.shape))
+            if layout is not None:  # [input features, outputs]: the input axis is 0
+                values, axes = layout.to_matrix(ops.convert_to_numpy(kernel)), (-1, 0)
         if axes is None or kernel is None:
             if wanted is not None:
                 raise ValueError(
@@ -56,13 +64,14 @@ def check_pattern(model, pattern, layers=None):
                     "kernel to hold an N:M pattern."
                 )
             continue
+        values = ops.convert_to_numpy(kernel) if values is None else values
         nm = structure.NM(n, m, axes[1])
-        if kernel.shape[axes[1]] % m:
+        if values.shape[axes[1]] % m:
             if wanted is not None:
-                nm.check_shape(kernel.shape, layer.name)
+                nm.check_shape(values.shape, layer.name)
             continue
         path = "/".join([a.name for a in ancestors[1:]] + [layer.name, "kernel"])
-        report[path] = nm.broken_groups(ops.convert_to_numpy(kernel) != 0)
+        report[path] = nm.broken_groups(values != 0)
         found.add(layer.name)
     if wanted is not None and wanted - found:
         raise ValueError(f"No layer named {sorted(wanted - found)} in model '{model.name}'.")

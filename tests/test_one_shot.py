@@ -168,3 +168,32 @@ def test_a_kerashub_decoder_every_projection_then_strip():
     assert 0 < np.sum((pruned - dense) ** 2) < np.sum(dense ** 2)
     plain = kl.strip(model)
     np.testing.assert_allclose(keras.ops.convert_to_numpy(plain(batches[0])), pruned, atol=1e-5)
+
+
+def test_check_pattern_reads_einsum_kernels_as_prune_one_shot_groups_them():
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((5, 8))
+    q = keras.layers.EinsumDense("btd,dnh->btnh", (5, 2, 4), name="qkv")(inputs)
+    out = keras.layers.EinsumDense("btnh,nhd->btd", (5, 8), name="proj")(q)
+    model = kl.wrap(keras.Model(inputs, out, name="attn"))
+    assert kl.check_pattern(model, "2:4") == {"qkv/kernel": 16, "proj/kernel": 16}  # dense
+    x = np.random.default_rng(1).normal(size=(16, 5, 8)).astype("float32")
+    kl.prune_one_shot(model, "sparsegpt", pattern="2:4", calibration_data=x, verbose=0)
+    assert kl.check_pattern(model, "2:4") == {"qkv/kernel": 0, "proj/kernel": 0}
+    kernel = model.get_layer("proj").kernel
+    broken = keras.ops.convert_to_numpy(kernel).copy()
+    broken[0, :, 0] = 1.0  # 4 consecutive input features (n=0, h=0..3) of output 0
+    kernel.assign(broken)
+    assert kl.check_pattern(model, "2:4")["proj/kernel"] == 1
+
+
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="export runs on TensorFlow")
+def test_a_one_shot_model_exports_and_saves_a_ticket(tmp_path):
+    model = _dense(16, 8)
+    x = _correlated(128, 16)
+    kl.prune_one_shot(model, "sparsegpt", pattern="2:4", calibration_data=x, verbose=0)
+    tflite = kl.export_tflite(model, str(tmp_path / "m.tflite"), sample_inputs=x[:8])
+    assert tflite.max_abs_error <= 1e-4
+    kl.save_ticket(model, str(tmp_path / "ticket.npz"))
+    ticket = kl.read_ticket(str(tmp_path / "ticket.npz"))
+    np.testing.assert_array_equal(ticket.masks["fc/kernel"], kl.get_masks(model)["fc/kernel"])
