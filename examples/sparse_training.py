@@ -5,7 +5,8 @@ Each trial draws one θ0 (seed + trial). `rigl`, `set` and `static` train the
 network sparse from θ0 for --epochs (`keras_lottery.DynamicSparseTraining`,
 ERK or uniform budgets); the `imp` arm runs global IMP rewound to θ0 (as in
 `ticket_methods.py`), each round --epochs, and its ticket at each density is
-the closest round; its steps are every round's up to that one.
+the closest round, whose exact density the sparse methods then train at; its
+steps are every round's up to that one.
 
     python examples/sparse_training.py --dataset=idx:/usr/share/datasets/fashion-mnist \\
         --model=lenet --densities=0.1,0.02 --trials=3
@@ -169,6 +170,8 @@ def main(argv):
         imp = (method_trial.run_imp(trial, directory, t, rate, rounds)
                if "imp" in FLAGS.methods else None)
         for target in densities:
+            # Every method at the IMP ticket's exact density (the closest round's).
+            density = imp[imp_round[target]][0] if imp else target
             for method in FLAGS.methods:
                 name = f"{method}_{target:g}"
                 row = directory.load_arm(t, name)
@@ -179,7 +182,7 @@ def main(argv):
                         row = {"kept": imp[r][0], "test_accuracy": imp[r][1], "round": r,
                                "steps": sum(steps) if None not in steps else None}
                     else:
-                        row = sparse_cell(trial, method, target)
+                        row = sparse_cell(trial, method, density)
                     row.update(method=method, target=target, trial=t)
                     directory.write_json(directory.arm_file(t, name), row)
                     print(f"trial {t} {method} at {100 * row['kept']:.2f}%: test "
