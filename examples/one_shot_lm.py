@@ -250,7 +250,7 @@ def plot(rows, dense, path):
     ax.set_xticks(np.arange(len(sparsities)) + width * (len(methods) - 1) / 2)
     ax.set_xticklabels([f"{s} sparse" if ":" not in s else s for s in sparsities])
     ax.set_ylabel("held-out perplexity (bytes)")
-    ax.set_yscale("log")
+    ax.set_ylim(bottom=0.9 * dense)
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3, axis="y")
     fig.tight_layout()
