@@ -43,6 +43,34 @@ def imp_plan(densities, rounds_to_first):
     return 1.0 - keep, max(at.values()) + 1, at
 
 
+def checked_plan(densities, rounds_to_first, with_imp):
+    """`imp_plan`, refusing densities that two land on one IMP round (when
+    the run has an IMP arm): raises ValueError naming the rounds.
+
+    >>> checked_plan([0.3, 0.2], 1, with_imp=True)
+    Traceback (most recent call last):
+    ...
+    ValueError: at rate 0.700 IMP reaches the densities in rounds {0.3: 1, 0.2: 1}; two land on one round. Raise --rounds_to_first.
+    """
+    rate, rounds, at = imp_plan(densities, rounds_to_first)
+    if with_imp and len(set(at.values())) < len(densities):
+        raise ValueError(f"at rate {rate:.3f} IMP reaches the densities in rounds {at}; two "
+                         "land on one round. Raise --rounds_to_first.")
+    return rate, rounds, at
+
+
+def load_data(dataset, seed, train_examples=0):
+    """`common.load_dataset`, keeping the first `train_examples` training
+    examples (0: all)."""
+    import common
+
+    data = common.load_dataset(dataset, seed)
+    if train_examples:
+        (x, y), val, test = data
+        data = ((x[:train_examples], y[:train_examples]), val, test)
+    return data
+
+
 class Trial:
     """One trial's data, θ0 and training: every cell trains from the same θ0
     for the same epochs and is scored on the same test set.

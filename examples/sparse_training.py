@@ -134,7 +134,6 @@ def plot(rows, path):
 
 def main(argv):
     del argv
-    import common
     import method_trial
     import run_config
     from keras_lottery import file_io
@@ -147,18 +146,16 @@ def main(argv):
         densities = method_trial.parse_densities(FLAGS.densities)
     except ValueError as error:
         raise app.UsageError(f"--{error}") from None
-    rate, rounds, imp_round = method_trial.imp_plan(densities, FLAGS.rounds_to_first)
-    if "imp" in FLAGS.methods and len(set(imp_round.values())) < len(densities):
-        raise app.UsageError(f"--densities: IMP reaches them in rounds {imp_round}; two land "
-                             "on one round. Raise --rounds_to_first.")
+    try:
+        rate, rounds, imp_round = method_trial.checked_plan(
+            densities, FLAGS.rounds_to_first, "imp" in FLAGS.methods)
+    except ValueError as error:
+        raise app.UsageError(f"--densities={FLAGS.densities}: {error}") from None
     start = time.perf_counter()
     try:
-        data = common.load_dataset(FLAGS.dataset, FLAGS.seed)
+        data = method_trial.load_data(FLAGS.dataset, FLAGS.seed, FLAGS.train_examples)
     except (ValueError, FileNotFoundError) as error:
         raise app.UsageError(f"--dataset={FLAGS.dataset}: {error}") from None
-    if FLAGS.train_examples:
-        (x, y), val, test = data
-        data = ((x[:FLAGS.train_examples], y[:FLAGS.train_examples]), val, test)
     settings = {k: v for k, v in run_config.script_flags(FLAGS, [sys.argv[0]]).items()
                 if k not in ("output_dir", "trials")}
     directory = RunDirectory(FLAGS.output_dir)

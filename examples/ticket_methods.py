@@ -100,30 +100,26 @@ def run_cell(trial, method, density, imp_masks):
 def main(argv):
     del argv
     densities = _check_flags()
-    import common
     import method_results
     import method_trial
     import run_config
     from keras_lottery import file_io
     from run_directory import RunDirectory
 
+    try:
+        rate, rounds, imp_round = method_trial.checked_plan(
+            densities, FLAGS.rounds_to_first, "imp" in FLAGS.methods)
+    except ValueError as error:
+        raise app.UsageError(f"--densities={FLAGS.densities}: {error}") from None
     start = time.perf_counter()
     try:
-        data = common.load_dataset(FLAGS.dataset, FLAGS.seed)
+        data = method_trial.load_data(FLAGS.dataset, FLAGS.seed, FLAGS.train_examples)
     except (ValueError, FileNotFoundError) as error:
         raise app.UsageError(f"--dataset={FLAGS.dataset}: {error}") from None
-    if FLAGS.train_examples:
-        (x, y), val, test = data
-        data = ((x[:FLAGS.train_examples], y[:FLAGS.train_examples]), val, test)
     settings = {name: value for name, value in run_config.script_flags(FLAGS, [sys.argv[0]]).items()
                 if name not in NOT_SETTINGS}
     directory = RunDirectory(FLAGS.output_dir)
     directory.prepare(settings, FLAGS.trials)
-    rate, rounds, imp_round = method_trial.imp_plan(densities, FLAGS.rounds_to_first)
-    if "imp" in FLAGS.methods and len(set(imp_round.values())) < len(densities):
-        raise app.UsageError(
-            f"--densities={FLAGS.densities}: at rate {rate:.3f} IMP reaches them in rounds "
-            f"{imp_round}; two land on one round. Raise --rounds_to_first.")
     rows = []
     for t in range(FLAGS.trials):
         trial = method_trial.Trial(data, FLAGS.seed + t, FLAGS.model, FLAGS.learning_rate,

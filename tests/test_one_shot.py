@@ -26,6 +26,15 @@ def _kernel(model, name="fc"):
     return keras.ops.convert_to_numpy(model.get_layer(name).kernel).astype(np.float64)
 
 
+def _attention():
+    """A query projection and an output projection, as EinsumDense layers."""
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((5, 8))
+    q = keras.layers.EinsumDense("btd,dnh->btnh", (5, 2, 4), name="qkv")(inputs)
+    out = keras.layers.EinsumDense("btnh,nhd->btd", (5, 8), name="proj")(q)
+    return kl.wrap(keras.Model(inputs, out, name="attn"))
+
+
 def test_wanda_matches_a_numpy_reference_per_output_unit():
     model = _dense(16, 5)
     x = _correlated(200, 16)
@@ -102,11 +111,7 @@ def test_two_four_pattern_holds(method):
 
 
 def test_layers_are_pruned_in_order_on_the_pruned_model_and_einsum_layouts():
-    keras.utils.set_random_seed(0)
-    inputs = keras.Input((5, 8))
-    q = keras.layers.EinsumDense("btd,dnh->btnh", (5, 2, 4), name="qkv")(inputs)
-    out = keras.layers.EinsumDense("btnh,nhd->btd", (5, 8), name="proj")(q)
-    model = kl.wrap(keras.Model(inputs, out, name="attn"))
+    model = _attention()
     x = np.random.default_rng(1).normal(size=(16, 5, 8)).astype("float32")
     qkv_before = keras.ops.convert_to_numpy(model.get_layer("qkv").kernel)
     proj_before = keras.ops.convert_to_numpy(model.get_layer("proj").kernel).astype(np.float64)
@@ -171,11 +176,7 @@ def test_a_kerashub_decoder_every_projection_then_strip():
 
 
 def test_check_pattern_reads_einsum_kernels_as_prune_one_shot_groups_them():
-    keras.utils.set_random_seed(0)
-    inputs = keras.Input((5, 8))
-    q = keras.layers.EinsumDense("btd,dnh->btnh", (5, 2, 4), name="qkv")(inputs)
-    out = keras.layers.EinsumDense("btnh,nhd->btd", (5, 8), name="proj")(q)
-    model = kl.wrap(keras.Model(inputs, out, name="attn"))
+    model = _attention()
     assert kl.check_pattern(model, "2:4") == {"qkv/kernel": 16, "proj/kernel": 16}  # dense
     x = np.random.default_rng(1).normal(size=(16, 5, 8)).astype("float32")
     kl.prune_one_shot(model, "sparsegpt", pattern="2:4", calibration_data=x, verbose=0)
