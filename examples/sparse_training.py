@@ -2,8 +2,8 @@
 at each density, against the IMP ticket, with the training steps each took.
 
 Each trial draws one θ0 (seed + trial). `rigl`, `set` and `static` train the
-network sparse from θ0 for --epochs (`keras_lottery.DynamicSparseTraining`,
-ERK or uniform budgets); the `imp` arm runs global IMP rewound to θ0 (as in
+network sparse from θ0 for --sparse_epochs (default: --epochs) with
+`keras_lottery.DynamicSparseTraining` (ERK or uniform budgets); the `imp` arm runs global IMP rewound to θ0 (as in
 `ticket_methods.py`), each round --epochs, and its ticket at each density is
 the closest round, whose exact density the sparse methods then train at; its
 steps are every round's up to that one.
@@ -37,7 +37,9 @@ flags.DEFINE_enum("model", "lenet", ["lenet", "conv2"], "LeNet-300-100 or Conv-2
 flags.DEFINE_list("methods", list(METHODS), f"Methods, of {', '.join(METHODS)}.")
 flags.DEFINE_list("densities", ["0.1", "0.02"], "Fractions of the weights kept.")
 flags.DEFINE_enum("distribution", "erk", ["erk", "uniform"], "Sparse training's budgets.")
-flags.DEFINE_integer("epochs", 2, "Epochs of sparse training, and of each IMP round.", lower_bound=1)
+flags.DEFINE_integer("epochs", 2, "Epochs of each IMP round (and of sparse training).", lower_bound=1)
+flags.DEFINE_integer("sparse_epochs", 0, "Epochs of each sparse training run (0: --epochs).",
+                     lower_bound=0)
 flags.DEFINE_integer("update_every", 100, "Steps between mask updates.", lower_bound=1)
 flags.DEFINE_float("drop_fraction", 0.3, "Fraction moved at the first update (cosine decay).")
 flags.DEFINE_integer("rounds_to_first", 5, "IMP rounds to the highest density.", lower_bound=1)
@@ -61,7 +63,7 @@ def sparse_cell(trial, method, density):
         update_every=FLAGS.update_every, drop_fraction=FLAGS.drop_fraction,
         data=(x, y), batch_size=FLAGS.batch_size, seed=trial.seed, verbose=0)
     started = time.perf_counter()
-    trial.train(model, callbacks=[dst])
+    trial.train(model, epochs=FLAGS.sparse_epochs or None, callbacks=[dst])
     seconds = time.perf_counter() - started
     steps = optimizer_state.iterations(model.optimizer)
     return {"kept": kl.masks.density(kl.get_masks(model)),
@@ -109,21 +111,29 @@ def plot(rows, path):
     import numpy as np
 
     targets = sorted({row["target"] for row in rows}, reverse=True)
+    most = max([r["steps"] or 0 for r in rows] + [1])
     fig, axes = plt.subplots(1, len(targets), figsize=(5 * len(targets), 4), squeeze=False)
     for ax, target in zip(axes[0], targets):
-        for method, marker in zip(METHODS, "os^D"):
+        points = {}
+        for method in METHODS:
             cells = [r for r in rows if r["method"] == method and r["target"] == target]
-            if not cells:
+            if cells:
+                points[method] = (np.mean([r["steps"] or 0 for r in cells]),
+                                  100 * np.array([r["test_accuracy"] for r in cells]))
+        for method, marker in zip(METHODS, "os^D"):
+            if method not in points:
                 continue
-            values = 100 * np.array([r["test_accuracy"] for r in cells])
-            steps = np.mean([r["steps"] or 0 for r in cells])
-            ax.errorbar([steps], [values.mean()], yerr=[[values.mean() - values.min()],
-                        [values.max() - values.mean()]], marker=marker, capsize=3,
-                        linestyle="none", label=method)
+            steps, values = points[method]
+            # Methods with the same steps are dodged sideways so their bars stay apart.
+            same = [m for m in points if points[m][0] == steps]
+            dodge = (same.index(method) - (len(same) - 1) / 2) * 0.02 * most
+            ax.errorbar([steps + dodge], [values.mean()],
+                        yerr=[[values.mean() - values.min()], [values.max() - values.mean()]],
+                        marker=marker, capsize=3, linestyle="none", label=method)
         kept = 100 * np.mean([r["kept"] for r in rows if r["target"] == target])
-        ax.set_xlim(left=0)
+        ax.set_xlim(0, 1.1 * most)
         ax.set_title(f"{kept:.2g}% of weights")
-        ax.set_xlabel("training steps (IMP: all rounds)")
+        ax.set_xlabel("training steps (IMP: all rounds; same-step markers dodged)")
         ax.set_ylabel("test accuracy (%)")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)

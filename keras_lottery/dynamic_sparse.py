@@ -18,6 +18,11 @@ train step as during IMP: an update needs no retrace and holds under
 `steps_per_execution > 1` (updates happen at the first batch end at or after
 each update step) and XLA.
 
+An update is three calls: one compiled read of masks and weights, RigL's
+compiled gradient (traced once per `fit`), and one compiled write of masks,
+weights and slots; drop and grow are chosen between them on the host with
+NumPy's O(n) partition (on CPU ~7x faster than `top_k` over the same tensor).
+
 Example:
 >>> model = keras_lottery.wrap(keras.Sequential([
 ...     keras.Input((8,)), keras.layers.Dense(16, name="fc"),
@@ -36,6 +41,7 @@ import numbers
 import keras
 import numpy as np
 
+from keras_lottery import compiled
 from keras_lottery import init_pruning
 from keras_lottery import keras_internals
 from keras_lottery import masks as masks_lib
@@ -103,10 +109,12 @@ class DynamicSparseTraining(keras.callbacks.Callback):
         self._rng = np.random.default_rng(self.seed)
         self._next_update = self.update_every
         self._batch_index = 0
+        self._gradient = self._read = self._write = None
 
     def on_train_begin(self, logs=None):
         model = self.model
         wrapping.install_mask_feed(model)
+        self._gradient = self._read = self._write = None
         prunables = wrapping.prunable_weights(model)
         if not prunables:
             raise ValueError(f"DynamicSparseTraining: model '{model.name}' prunes no weight; "
@@ -160,8 +168,12 @@ class DynamicSparseTraining(keras.callbacks.Callback):
         model = self.model
         keras_internals.sync_jax_state(model)
         prunables = wrapping.prunable_weights(model)
-        masks = wrapping.get_masks(model)
-        weights = wrapping.read_weights(model)
+        if self._write is None:  # built at the first update: the optimizer has its slots
+            self._read = _state_reader(prunables)
+            self._write = _mask_writer(model.optimizer, prunables)
+        state = [tuple(keras.ops.convert_to_numpy(t) for t in pair) for pair in self._read()]
+        masks = {p.key: mask > 0.5 for p, (mask, _) in zip(prunables, state)}
+        weights = {p.key: weight for p, (_, weight) in zip(prunables, state)}
         grow_scores = self._grow_scores(model, masks)
         fraction = self.drop_fraction_at(step)
         new, moves, moved = {}, {}, 0
@@ -173,11 +185,9 @@ class DynamicSparseTraining(keras.callbacks.Callback):
             new[p.key] = (mask & ~dropped) | grown
             moves[p.key] = (dropped, grown)
             moved += int(dropped.sum())
-        wrapping.set_masks(model, new)
-        for p in prunables:  # grown connections: value 0 (set_masks kept it), no momentum
-            optimizer_state.reset_slots_of(model.optimizer, [(p.variable, moves[p.key][1])])
-            value = keras.ops.convert_to_numpy(p.variable.value)
-            p.variable.assign(np.where(moves[p.key][1], 0, value).astype(value.dtype))
+        # Grown connections start at 0: inactive before, the mask constraint held
+        # them there after every step; the writer zeroes the dropped ones.
+        self._write([new[p.key].astype("float32") for p in prunables])
         self.updates.append({"step": int(step), "fraction": fraction, "moved": moved,
                              "seconds": time.perf_counter() - started})
         if self.verbose:
@@ -193,14 +203,40 @@ class DynamicSparseTraining(keras.callbacks.Callback):
         start = (self._batch_index * self.batch_size) % len(x)
         index = np.arange(start, start + self.batch_size) % len(x)
         self._batch_index += 1
-        gradients = init_pruning.loss_gradients(model, (x[index], y[index]), self.loss)
-        return {key: np.abs(g) for key, g in gradients.items()}
+        if self._gradient is None:  # traced once per fit, then one call per update
+            self._gradient = init_pruning.compiled_loss_gradients(model, self.loss)
+        return {key: np.abs(g) for key, g in self._gradient(x[index], y[index]).items()}
 
     def get_config(self):
         return {"method": self.method, "density": self.density,
                 "distribution": self.distribution, "update_every": self.update_every,
                 "drop_fraction": self.drop_fraction, "end_step": self.end_step,
                 "batch_size": self.batch_size, "seed": self.seed}
+
+
+def _state_reader(prunables):
+    """A compiled `() -> [(mask, weight)]` of every pruned weight: one call
+    to read what an update decides on."""
+    return compiled.function(lambda: [(p.state.mask.value, p.variable.value) for p in prunables])
+
+
+def _mask_writer(optimizer, prunables):
+    """A compiled `(masks) -> None`: per pruned weight, assigns its new float
+    mask, zeroes the weights it prunes and the optimizer slots of the
+    connections it grows (on in the new mask, off in the old). One graph call
+    instead of a dozen eager ones (the update's cost, issue 17)."""
+    slots = [keras_internals.slots_of(optimizer, p.variable) for p in prunables]
+    ops = keras.ops
+
+    def write(masks):
+        for p, its_slots, mask in zip(prunables, slots, masks):
+            keep = ops.subtract(1.0, ops.multiply(mask, ops.subtract(1.0, p.state.mask.value)))
+            p.state.mask.assign(mask)
+            p.variable.assign(ops.multiply(p.variable.value, ops.cast(mask, p.variable.dtype)))
+            for slot in its_slots:
+                slot.assign(ops.multiply(slot.value, ops.cast(keep, slot.dtype)))  # 0 where grown
+
+    return compiled.function(write)
 
 
 def _move(mask, magnitude, grow_score, count):

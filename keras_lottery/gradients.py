@@ -19,6 +19,8 @@ Example:
 import keras
 import numpy as np
 
+from keras_lottery import compiled
+
 
 def weight_gradients(model, variables, fn, inputs):
     """`d fn(model(inputs, training=False)) / d variable` for each variable.
@@ -161,10 +163,7 @@ def _jax(model, variables, fn, inputs):
     import jax  # noqa: PLC0415 (this backend only)
 
     trainable = model.trainable_variables
-    position = {id(v): i for i, v in enumerate(trainable)}
-    missing = [v.path for v in variables if id(v) not in position]
-    if missing:
-        raise ValueError(f"{missing} are not trainable variables of '{model.name}'.")
+    position = _positions_in(model, variables)
     non_trainable = [v.value for v in model.non_trainable_variables]
 
     def scalar(trainable_values):
@@ -177,6 +176,16 @@ def _jax(model, variables, fn, inputs):
     return [grads[position[id(v)]] for v in variables]
 
 
+def _positions_in(model, variables):
+    """`{id(variable): index in model.trainable_variables}` (JAX differentiates
+    that list); refuses variables outside it."""
+    position = {id(v): i for i, v in enumerate(model.trainable_variables)}
+    missing = [v.path for v in variables if id(v) not in position]
+    if missing:
+        raise ValueError(f"{missing} are not trainable variables of '{model.name}'.")
+    return position
+
+
 def _torch(model, variables, fn, inputs):
     import torch  # noqa: PLC0415 (this backend only)
 
@@ -185,3 +194,86 @@ def _torch(model, variables, fn, inputs):
         inputs = keras.tree.map_structure(keras.ops.convert_to_tensor, inputs)
         scalar = fn(model(inputs, training=False))
         return torch.autograd.grad(scalar, values, allow_unused=True)
+
+
+def compiled_weight_gradients(model, variables, fn):
+    """A compiled `(inputs, targets) -> [NumPy gradient per variable]` of
+    `fn(targets, model(inputs, training=False))`: `weight_gradients` traced
+    once (`tf.function`, `jax.jit`; eager on torch) for a loop that asks for
+    the gradient of a new batch many times (RigL's updates).
+
+    Args:
+        model: a built Keras model.
+        variables: trainable variables of `model`.
+        fn: `(targets, outputs) -> scalar tensor`, written with `keras.ops`
+            (a Keras loss).
+
+    Returns:
+        A callable `(inputs, targets)`; it reads the variables' current values
+        at each call (on JAX: the model's variables, so sync the train loop's
+        state into them first).
+
+    Raises:
+        ValueError, NotImplementedError: as `weight_gradients`.
+
+    Example:
+    >>> model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1, use_bias=False)])
+    >>> _ = model.layers[0].kernel.assign(np.array([[2.0], [3.0]], "float32"))
+    >>> grad = compiled_weight_gradients(model, [model.layers[0].kernel],
+    ...                                  lambda y, out: keras.ops.sum(out * y))
+    >>> grad(np.array([[1.0, 10.0]], "float32"), np.ones((1, 1), "float32"))[0].ravel().tolist()
+    [1.0, 10.0]
+    """
+    variables = list(variables)
+    compute = _per_backend(
+        "compiled_weight_gradients",
+        {"tensorflow": _tensorflow_compiled, "jax": _jax_compiled, "torch": _torch_compiled},
+        model, variables, fn,
+    )
+    return lambda inputs, targets: _as_arrays(variables, compute(inputs, targets))
+
+
+def _tensorflow_compiled(model, variables, fn):
+    import tensorflow as tf  # noqa: PLC0415 (this backend only)
+
+    @compiled.function
+    def compute(inputs, targets):
+        with tf.GradientTape() as tape:
+            values = [v.value for v in variables]
+            tape.watch(values)
+            scalar = fn(targets, model(inputs, training=False))
+        grads = tape.gradient(scalar, values)
+        return [tf.zeros_like(v) if g is None else g for v, g in zip(values, grads)]
+
+    return compute
+
+
+def _jax_compiled(model, variables, fn):
+    import jax  # noqa: PLC0415 (this backend only)
+
+    trainable = model.trainable_variables
+    position = _positions_in(model, variables)
+    wanted = [position[id(v)] for v in variables]
+
+    def scalar(trainable_values, non_trainable_values, inputs, targets):
+        outputs, _ = model.stateless_call(
+            trainable_values, non_trainable_values, inputs, training=False
+        )
+        return fn(targets, outputs)
+
+    @jax.jit
+    def grad(*args):
+        grads = jax.grad(scalar)(*args)
+        return [grads[i] for i in wanted]
+
+    def compute(inputs, targets):
+        return grad([v.value for v in trainable],
+                    [v.value for v in model.non_trainable_variables], inputs, targets)
+
+    return compute
+
+
+def _torch_compiled(model, variables, fn):
+    return lambda inputs, targets: _torch(
+        model, variables, lambda outputs: fn(keras.ops.convert_to_tensor(targets), outputs),
+        inputs)

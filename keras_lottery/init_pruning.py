@@ -338,6 +338,28 @@ def loss_gradients(model, data, loss=None):
     return _mean_gradients(model, data, _loss_of(model, loss))
 
 
+def compiled_loss_gradients(model, loss=None):
+    """A compiled `(x, y) -> {key: d loss / d weight}` for every pruned
+    weight of `model`, at its weights when called: `loss_gradients` of one
+    batch, traced once for loops that call it often (RigL's updates).
+
+    Args:
+        model: a wrapped model.
+        loss: `(y_true, y_pred) -> scalar`; default the compiled loss.
+
+    Example:
+    >>> model = keras_lottery.wrap(keras.Sequential(
+    ...     [keras.Input((2,)), keras.layers.Dense(2, name="fc")]))
+    >>> grad = compiled_loss_gradients(model)
+    >>> grad(np.ones((4, 2), "float32"), np.zeros(4, "int32"))["fc/kernel"].shape
+    (2, 2)
+    """
+    prunables = wrapping.prunable_weights(model)
+    compute = gradients.compiled_weight_gradients(
+        model, [p.variable for p in prunables], _loss_of(model, loss))
+    return lambda x, y: dict(zip((p.key for p in prunables), compute(x, y)))
+
+
 def _loss_of(model, loss):
     if loss is not None:
         return loss

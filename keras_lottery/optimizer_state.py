@@ -146,9 +146,11 @@ def mask_slots(optimizer, prunables):
     >>> mask_slots(opt, [(w, np.array([True, False]))])
     """
     for variable, mask in prunables:
-        for slot in keras_internals.slots_of(optimizer, variable):
-            value = ops.convert_to_numpy(slot.value)
-            slot.assign(value * np.asarray(mask, value.dtype))
+        slots = keras_internals.slots_of(optimizer, variable)
+        if slots:  # on the device: no host round trip of the slot
+            keep = ops.convert_to_tensor(np.asarray(mask, slots[0].dtype))
+            for slot in slots:
+                slot.assign(ops.multiply(slot.value, ops.cast(keep, slot.dtype)))
 
 
 def reset_slots_of(optimizer, prunables):

@@ -4,6 +4,7 @@ import keras
 import numpy as np
 import pytest
 
+from keras_lottery.gradients import compiled_weight_gradients
 from keras_lottery.gradients import weight_gradients
 
 
@@ -36,6 +37,27 @@ def test_weights_the_scalar_ignores_get_zero_and_frozen_ones_are_refused():
     layer.trainable = False
     with pytest.raises(ValueError, match="not trainable"):
         weight_gradients(model, [layer.kernel], keras.ops.sum, x)
+
+
+def test_the_compiled_gradient_equals_the_eager_one_at_the_current_weights():
+    rng = np.random.default_rng(1)
+    model = _linear(rng.normal(size=(3, 2)).astype("float32"))
+    layer = model.get_layer("fc")
+
+    def loss(y, out):
+        return keras.ops.mean(keras.ops.square(keras.ops.subtract(out, y)))
+
+    grad = compiled_weight_gradients(model, [layer.kernel, layer.bias], loss)
+    for _ in range(2):  # a second batch, after the weights changed: no stale trace
+        x = rng.normal(size=(5, 3)).astype("float32")
+        y = rng.normal(size=(5, 2)).astype("float32")
+        eager = weight_gradients(model, [layer.kernel, layer.bias], lambda out: loss(y, out), x)
+        for got, expected in zip(grad(x, y), eager):
+            np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+        layer.kernel.assign(rng.normal(size=(3, 2)).astype("float32"))
+    layer.trainable = False
+    with pytest.raises(ValueError, match="not trainable"):
+        compiled_weight_gradients(model, [layer.kernel], loss)
 
 
 def test_hessian_vector_product_of_a_squared_error_is_two_x_transpose_x_v():

@@ -8,9 +8,9 @@ import keras_lottery
 TENSORFLOW_ONLY = {
     "export.py", "multi_worker.py", "tflite_csr.py", "tflite_tensors.py", "tfmot_interop.py",
 }
-# Takes gradients with each backend's own machinery, importing each backend
-# only inside the function for it (never at module level).
-PER_BACKEND = {"gradients.py"}
+# Take gradients or compile with each backend's own machinery, importing each
+# backend only inside the function for it (never at module level).
+PER_BACKEND = {"compiled.py", "gradients.py"}
 PACKAGE = pathlib.Path(keras_lottery.__file__).parent
 
 
