@@ -98,3 +98,35 @@ def test_known_upstream_limits_get_a_clear_error(compile_kwargs):
     x, _ = classification_data()
     with pytest.raises(ValueError, match="keras-team/keras#19246"):
         model.fit(x, np.zeros((96, 3)), epochs=2, callbacks=[imp], verbose=0)
+
+
+def test_dynamic_sparse_training_under_mirrored_matches_single_device():
+    """RigL's compiled gradient, read and write run in the cross-replica
+    context: every replica gets the same masks, and they are a single
+    device's."""
+    x, y = classification_data()
+
+    def run(strategy=None):
+        keras.utils.set_random_seed(5)
+        scope = strategy.scope() if strategy else contextlib.nullcontext()
+        with scope:
+            model = kl.wrap(mlp())
+            model.compile(keras.optimizers.Adam(0.01),
+                          keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        dst = kl.DynamicSparseTraining("rigl", density=0.3, update_every=3, data=(x, y),
+                                       batch_size=16, verbose=0)
+        model.fit(x, y, batch_size=16, epochs=2, callbacks=[dst], verbose=0, shuffle=False)
+        return model, dst
+
+    strategy = mirrored_strategy(2)
+    mirrored, dst_m = run(strategy)
+    single, dst_s = run()
+    assert [u["moved"] for u in dst_m.updates] == [u["moved"] for u in dst_s.updates]
+    assert dst_m.updates and dst_m.updates[0]["moved"] > 0
+    for pm, ps in zip(kl.prunable_weights(mirrored), kl.prunable_weights(single)):
+        replicas = [np.asarray(v) for v in pm.mask.value.values]
+        for replica in replicas[1:]:
+            np.testing.assert_array_equal(replicas[0], replica)
+        np.testing.assert_array_equal(pm.state.mask_array(), ps.state.mask_array())
+        values = keras.ops.convert_to_numpy(pm.variable.value)
+        assert np.all(values[~pm.state.mask_array()] == 0)
