@@ -109,12 +109,12 @@ class DynamicSparseTraining(keras.callbacks.Callback):
         self._rng = np.random.default_rng(self.seed)
         self._next_update = self.update_every
         self._batch_index = 0
+        self._compiled_for = None  # the (model, optimizer) the compiled functions serve
         self._gradient = self._read = self._write = None
 
     def on_train_begin(self, logs=None):
         model = self.model
         wrapping.install_mask_feed(model)
-        self._gradient = self._read = self._write = None
         prunables = wrapping.prunable_weights(model)
         if not prunables:
             raise ValueError(f"DynamicSparseTraining: model '{model.name}' prunes no weight; "
@@ -168,9 +168,14 @@ class DynamicSparseTraining(keras.callbacks.Callback):
         model = self.model
         keras_internals.sync_jax_state(model)
         prunables = wrapping.prunable_weights(model)
-        if self._write is None:  # built at the first update: the optimizer has its slots
+        # Traced once per model and optimizer (and again if the optimizer gains
+        # variables, e.g. built after an update called before any step).
+        serves = (id(model), id(model.optimizer), len(model.optimizer.variables))
+        if serves != self._compiled_for:
+            self._compiled_for = serves
             self._read = _state_reader(prunables)
             self._write = _mask_writer(model.optimizer, prunables)
+            self._gradient = None
         state = [tuple(keras.ops.convert_to_numpy(t) for t in pair) for pair in self._read()]
         masks = {p.key: mask for p, (mask, _) in zip(prunables, state)}
         weights = {p.key: weight for p, (_, weight) in zip(prunables, state)}
@@ -203,7 +208,7 @@ class DynamicSparseTraining(keras.callbacks.Callback):
         start = (self._batch_index * self.batch_size) % len(x)
         index = np.arange(start, start + self.batch_size) % len(x)
         self._batch_index += 1
-        if self._gradient is None:  # traced once per fit, then one call per update
+        if self._gradient is None:  # traced once per model and optimizer
             self._gradient = init_pruning.compiled_loss_gradients(model, self.loss)
         return {key: np.abs(g) for key, g in self._gradient(x[index], y[index]).items()}
 
@@ -217,8 +222,10 @@ class DynamicSparseTraining(keras.callbacks.Callback):
 def _state_reader(prunables):
     """A compiled `() -> [(bool mask, weight)]` of every pruned weight: one
     call to read what an update decides on."""
-    return compiled.function(lambda: [
-        (keras.ops.greater(p.state.mask.value, 0.5), p.variable.value) for p in prunables])
+    return compiled.function(
+        lambda: [(keras.ops.greater(p.state.mask.value, 0.5), p.variable.value)
+                 for p in prunables],
+        variables=[v for p in prunables for v in (p.state.mask, p.variable)])
 
 
 def _mask_writer(optimizer, prunables):
@@ -239,7 +246,8 @@ def _mask_writer(optimizer, prunables):
             for slot in its_slots:
                 slot.assign(ops.multiply(slot.value, ops.cast(keep, slot.dtype)))  # 0 where grown
 
-    return compiled.function(write)
+    return compiled.function(write, variables=[
+        v for p, its_slots in zip(prunables, slots) for v in (p.state.mask, p.variable, *its_slots)])
 
 
 def _move(mask, magnitude, grow_score, count):

@@ -74,6 +74,28 @@ def test_grown_connections_start_at_zero_with_no_momentum():
             assert np.abs(slot[kept]).sum() > 0  # the survivors keep theirs
 
 
+def test_an_update_after_recompiling_resets_the_new_optimizers_slots():
+    """The compiled read/write serve one optimizer: a new one gets its own."""
+    from keras_lottery import keras_internals
+
+    x, y = classification_data()
+    model = _model()
+    dst = kl.DynamicSparseTraining("set", density=0.3, update_every=1000, verbose=0)
+    model.fit(x, y, batch_size=16, epochs=1, callbacks=[dst], verbose=0)
+    dst.update(step=1)  # compiled for the first optimizer
+    model.compile(keras.optimizers.Adam(0.01),
+                  keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.fit(x, y, batch_size=16, epochs=1, callbacks=[dst], verbose=0)
+    for slot in keras_internals.slot_variables(model.optimizer):
+        slot.assign(np.ones(slot.shape, slot.dtype))
+    moves = dst.update(step=1)
+    for p in kl.prunable_weights(model):
+        grown = moves[p.key][1]
+        assert grown.any()
+        for slot in _slots(model, p.key):
+            assert (slot[grown] == 0).all() and (slot[~grown] == 1).all()
+
+
 def test_rigl_grows_the_largest_gradients_and_drops_the_smallest_weights():
     x, y = classification_data()
     model = _model()
