@@ -3,10 +3,11 @@ at each density, against the IMP ticket, with the training steps each took.
 
 Each trial draws one θ0 (seed + trial). `rigl`, `set` and `static` train the
 network sparse from θ0 for --sparse_epochs (default: --epochs) with
-`keras_lottery.DynamicSparseTraining` (ERK or uniform budgets); the `imp` arm runs global IMP rewound to θ0 (as in
-`ticket_methods.py`), each round --epochs, and its ticket at each density is
-the closest round, whose exact density the sparse methods then train at; its
-steps are every round's up to that one.
+`keras_lottery.DynamicSparseTraining` (ERK or uniform budgets); the `imp`
+arm runs global IMP rewound to θ0 (as in `ticket_methods.py`), each round
+--epochs, and its ticket at each density is the closest round, whose exact
+density the sparse methods then train at; its steps are every round's up to
+that one.
 
     python examples/sparse_training.py --dataset=idx:/usr/share/datasets/fashion-mnist \\
         --model=lenet --densities=0.1,0.02 --trials=3

@@ -19,9 +19,10 @@ train step as during IMP: an update needs no retrace and holds under
 each update step) and XLA.
 
 An update is three calls: one compiled read of masks and weights, RigL's
-compiled gradient (traced once per `fit`), and one compiled write of masks,
-weights and slots; drop and grow are chosen between them on the host with
-NumPy's O(n) partition (on CPU ~7x faster than `top_k` over the same tensor).
+compiled gradient, and one compiled write of masks, weights and slots (each
+traced once per model and optimizer); drop and grow are chosen between
+them on the host with NumPy's O(n) partition (on CPU ~7x faster than
+`top_k` over the same tensor).
 
 Example:
 >>> model = keras_lottery.wrap(keras.Sequential([
