@@ -19,12 +19,19 @@ import run_config
 
 
 class TestMetrics:
-    """Builds the callback that adds `test_accuracy` / `test_loss` to each
-    epoch's logs (it goes before the IMP callback, so each round's row and
-    `at_best` carry them) and keeps the per-epoch test accuracy."""
+    """Builds the callback that adds `test_accuracy` / `test_loss` to the
+    logs of the epochs it evaluates (it goes before the IMP callback, so each
+    round's row and `at_best` carry them) and keeps the per-epoch test
+    accuracy (None where it did not evaluate).
+
+    It evaluates every `every` epochs of a round, at every epoch whose
+    validation loss is the round's lowest so far (so the early-stopping
+    epoch is always evaluated) and at each round's last epoch.
+    """
 
     @staticmethod
-    def make(test_data, path, start_epoch, write, evaluate, initial_curve=None):
+    def make(test_data, path, start_epoch, write, evaluate, initial_curve=None,
+             every=1, epochs_per_round=None):
         import keras
 
         class _TestMetrics(keras.callbacks.Callback):
@@ -34,8 +41,23 @@ class TestMetrics:
                 if start_epoch and os.path.exists(path):
                     with open(path) as f:
                         self.curve = json.load(f)[:start_epoch]
+                self._best = None
+
+            def _due(self, epoch, logs):
+                in_round = epoch % epochs_per_round if epochs_per_round else epoch
+                if in_round == 0:
+                    self._best = None
+                val_loss = logs.get("val_loss")
+                best = val_loss is not None and (self._best is None or val_loss <= self._best)
+                if best:
+                    self._best = val_loss
+                last = epochs_per_round is not None and in_round == epochs_per_round - 1
+                return best or last or (in_round + 1) % every == 0 or val_loss is None
 
             def on_epoch_end(self, epoch, logs=None):
+                if not self._due(epoch, logs):
+                    self.curve.append(None)
+                    return
                 metrics = evaluate(self.model, test_data)
                 logs["test_accuracy"] = float(metrics["accuracy"])
                 logs["test_loss"] = float(metrics["loss"])
@@ -128,6 +150,8 @@ def run_arm(config, directory, spec, data, trial, arm, runtime, ticket=None):
         write=writes,
         evaluate=runtime.evaluate,
         initial_curve=ticket["curve"][: config.epochs_per_round] if control else None,
+        every=config.test_every_epochs,
+        epochs_per_round=config.epochs_per_round,
     )
     callbacks = [test_metrics, imp]
     if flags["tensorboard"] and writes:

@@ -36,6 +36,12 @@ def define_flags(**defaults):
     flags.DEFINE_integer("iterations", defaults["iterations"], "Training iterations per round.", lower_bound=1)
     flags.DEFINE_float("epochs_per_round", None, "Instead of --iterations: passes over the training set per round.", lower_bound=0.0)
     flags.DEFINE_integer("eval_every", 100, "Validate (early-stopping check) every N iterations.", lower_bound=1)
+    flags.DEFINE_integer(
+        "test_every", None,
+        "Evaluate the test set for the learning curves every N iterations (a multiple of "
+        "--eval_every; default: at every validation). The test set is also evaluated at every "
+        "new best validation loss of a round and at each round's end, so the test accuracy at "
+        "the early-stopping iteration and at the end are exact at any N.", lower_bound=1)
     flags.DEFINE_integer("batch_size", defaults["batch_size"], "Batch size.", lower_bound=1)
     flags.DEFINE_float("learning_rate", defaults["learning_rate"], "Learning rate.", lower_bound=0.0)
     flags.DEFINE_integer("trials", 1, "Independent trials (seeds).", lower_bound=1)
@@ -116,6 +122,10 @@ def run(name, build_model, make_optimizer, rate, augment=None):
         for arm in config.arms:
             done = directory.load_arm(trial, arm)
             if done is None:
+                if arm != "ticket" and ticket.get("masks") is None:
+                    # Read only when a control still has to run: a finished
+                    # trial needs none of the ticket arm's round files.
+                    ticket["masks"] = arms_lib.ticket_masks(directory, trial, FLAGS.rounds)
                 done = arms_lib.run_arm(config, directory, spec, (train, val, test), trial, arm,
                                         runtime, ticket)
             else:
@@ -123,8 +133,6 @@ def run(name, build_model, make_optimizer, rate, augment=None):
             if arm == "ticket":
                 ticket = dict(done)
                 ticket.setdefault("masks", None)
-                if ticket["masks"] is None:
-                    ticket["masks"] = arms_lib.ticket_masks(directory, trial, FLAGS.rounds)
                 ticket.setdefault("round0_checkpoint", os.path.join(
                     directory.checkpoint_dir(trial, "ticket"), "imp_checkpoint_round0.npz"))
             rows.extend(done["rows"])

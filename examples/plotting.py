@@ -114,10 +114,12 @@ def learning_curves_plot(rows, curves, config, path):
     fig, ax = plt.subplots(figsize=(6, 4))
     for r in chosen_rounds(densities):
         values = curve[r * per_round:(r + 1) * per_round]
-        if not values:
+        # Epochs the test set was not evaluated on (--test_every) are None.
+        points = [(steps * (i + 1), v) for i, v in enumerate(values) if v is not None]
+        if not points:
             continue
-        x = steps * (np.arange(len(values)) + 1)
-        ax.plot(x, values, marker=".", label=f"round {r}: {100 * densities[r]:.1f}%")
+        x, y = zip(*points)
+        ax.plot(x, y, marker=".", label=f"round {r}: {100 * densities[r]:.1f}%")
     ax.set_xlabel("training iteration")
     ax.set_ylabel("test accuracy")
     ax.set_title("winning ticket, trial 0: learning curves by % remaining")

@@ -49,6 +49,8 @@ class RunConfig:
         steps_per_epoch: iterations between two validations.
         epochs_per_round: `iterations / steps_per_epoch`.
         steps_per_execution, jit_compile: the compile settings used.
+        test_every_epochs: evaluate the test set for the learning curves
+            every this many epochs (`--test_every / --eval_every`).
     """
 
     script: str
@@ -57,6 +59,7 @@ class RunConfig:
     epochs_per_round: int
     steps_per_execution: int
     jit_compile: bool
+    test_every_epochs: int = 1
 
     @property
     def iterations(self):
@@ -111,7 +114,12 @@ class RunConfig:
             period = math.gcd(steps, rewind) if isinstance(rewind, int) else steps
             spe = max(d for d in range(1, min(period, 100) + 1) if period % d == 0)
         jit = flags["jit_compile"] if flags["jit_compile"] is not None else not distributed
-        return cls(script, flags, steps, iterations // steps, spe, bool(jit))
+        test_every = flags.get("test_every") or steps
+        if test_every % steps:
+            raise app.UsageError(
+                f"--test_every ({test_every}) must be a multiple of --eval_every ({steps})."
+            )
+        return cls(script, flags, steps, iterations // steps, spe, bool(jit), test_every // steps)
 
 
 def flag_problem(flags):
@@ -139,6 +147,8 @@ def flag_problem(flags):
             return f"Iterations per round ({iterations}) must be a multiple of --eval_every ({steps})."
         if isinstance(rewind, int) and rewind > iterations:
             return f"--rewind_to={rewind} is beyond a round of {iterations} iterations."
+        if flags.get("test_every") and flags["test_every"] % steps:
+            return f"--test_every ({flags['test_every']}) must be a multiple of --eval_every ({steps})."
     dataset = flags["dataset"]
     if not (dataset in ("digits", "mnist", "fashion_mnist", "cifar10") or dataset.startswith("idx:")):
         return (

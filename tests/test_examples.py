@@ -220,6 +220,7 @@ def test_lenet_multiworker_two_processes(tmp_path):
         (["--controls=shuffle"], "controls"),
         (["--rewind_to=soon"], "rewind_to"),
         (["--iterations=25", "--eval_every=10"], "multiple"),
+        (["--test_every=15"], "test_every"),
         (["--rate=1.5"], "rate"),
         (["--rate=nan"], "rate"),
         (["--output_rate=-0.1"], "output_rate"),
@@ -233,6 +234,34 @@ def test_lenet_rejects_bad_flags(tmp_path, args, message):
     assert result.returncode != 0
     assert message in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_test_metrics_evaluates_every_best_and_round_end(tmp_path):
+    """`--test_every`: the test set is evaluated on the schedule, at every new
+    best validation loss of a round and at each round's end, so the early-stop
+    and end accuracies are exact; other epochs are None in the curve."""
+    import arms
+
+    calls = []
+
+    def evaluate(model, data):
+        calls.append(len(calls))
+        return {"accuracy": 0.5, "loss": 1.0}
+
+    callback = arms.TestMetrics.make(None, str(tmp_path / "curve.json"), 0, True, evaluate,
+                                     every=4, epochs_per_round=5)
+    # Two rounds of 5 epochs; round 1 restarts the best-so-far tracking.
+    val_losses = [3.0, 2.0, 2.5, 2.6, 2.7, 9.0, 9.5, 8.0, 8.0, 8.5]
+    evaluated = []
+    for epoch, val_loss in enumerate(val_losses):
+        logs = {"val_loss": val_loss}
+        callback.on_epoch_end(epoch, logs)
+        evaluated.append("test_accuracy" in logs)
+    # epoch 0, 1 (best), 3 (every 4th of the round), 4 (round end); round 1:
+    # 5 (first), 7 (best), 8 (ties the best, 4th of the round), 9 (end).
+    assert evaluated == [True, True, False, True, True, True, False, True, True, True]
+    assert [c is not None for c in callback.curve] == evaluated
+    assert json.loads((tmp_path / "curve.json").read_text()) == callback.curve
 
 
 def test_conv2_on_mock_cifar(tmp_path):
