@@ -402,14 +402,7 @@ class IterativeMagnitudePruning(keras.callbacks.Callback):
         masks = wrapping.get_masks(model)
         logs["lottery_round"] = self._state.round
         logs["lottery_density"] = masks_lib.density(masks)
-        if not self._log.epoch_end(steps, logs):
-            self._warn_once(
-                "monitor",
-                f"IterativeMagnitudePruning: monitor={self.monitor!r} is not in the "
-                f"epoch logs (keys: {sorted(k for k in logs if not k.startswith('lottery_'))}), "
-                f"so best_{self.monitor} and the early-stopping step stay None. Pass "
-                "validation_data to fit, or monitor= one of those keys.",
-            )
+        self._log.epoch_end(steps, logs)  # epochs without the monitor are skipped
         loss = logs.get("loss")
         if loss is not None and not math.isfinite(float(loss)):
             self.stopped_reason = (
@@ -454,6 +447,16 @@ class IterativeMagnitudePruning(keras.callbacks.Callback):
             raise ValueError(rewinding.beyond_round_message(self.rewind_to, self._log.steps))
         for callback in self.round_callbacks:
             callback.on_train_end()
+        if not self._log.monitored_epochs:
+            self._warn_once(
+                "monitor",
+                f"IterativeMagnitudePruning: monitor={self.monitor!r} was in the logs of no "
+                f"epoch of round {state.round} (keys: "
+                f"{sorted(k for k in logs if not k.startswith('lottery_'))}), so that "
+                f"round's best_{self.monitor} and early-stopping step are None. Pass "
+                "validation_data to fit with a validation_freq that validates at least "
+                "one epoch of every round, or monitor= one of those keys.",
+            )
         masks = wrapping.get_masks(model)
         kept, total = masks_lib.counts(masks)
         row = self._log.row(

@@ -130,6 +130,48 @@ def detach_sublayer(owner, attribute):
     return sublayer
 
 
+def replace_sublayer(owner, old, new):
+    """Puts `new` wherever the layer `owner` holds the sublayer `old` (an
+    attribute, or an entry of a list or dict attribute), in `old`'s place in
+    `owner`'s tracked layers: the weights keep their order.
+
+    Returns:
+        How many places held `old`.
+
+    Example:
+    >>> model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2, name="a")])
+    >>> replace_sublayer(model, model.layers[0], keras.layers.Dense(2, name="b"))
+    0
+    >>> block = keras.layers.Layer()
+    >>> block.inner = keras.layers.Dense(2, name="a")
+    >>> replace_sublayer(block, block.inner, keras.layers.Dense(2, name="b"))
+    1
+    >>> block.inner.name, [layer.name for layer in block._layers]
+    ('b', ['b'])
+    """
+    places = 0
+    for name, value in list(vars(owner).items()):
+        # On torch, a Layer is a torch Module: sublayers live in `_modules`.
+        if name.startswith("_") and name != "_modules":
+            continue
+        if value is old:
+            object.__setattr__(owner, name, new)
+            places += 1
+        elif isinstance(value, list):
+            for index, item in enumerate(value):
+                if item is old:
+                    list.__setitem__(value, index, new)
+                    places += 1
+        elif isinstance(value, dict):
+            for key, item in list(value.items()):
+                if item is old:
+                    dict.__setitem__(value, key, new)
+                    places += 1
+    if places and owner._tracker.is_in_store("layers", old):
+        owner._tracker.replace_tracked_value("layers", old, new)
+    return places
+
+
 def check_distributed_like(model, reference, created):
     """Raises when `created` is a plain variable while `reference` (a variable
     of the same model) is replicated by a `tf.distribute` strategy: the
@@ -549,6 +591,10 @@ def install_jax_mask_feed(model, constraints):
 
     object.__setattr__(model, _FEED_ATTRIBUTE, feed)
     object.__setattr__(model, "train_step", train_step)
+    if getattr(model, "train_function", None) is not None:
+        # Installed from a callback's `on_train_begin`: `fit` made its train
+        # function from the old step already; make it again from this one.
+        model.make_train_function(force=True)
 
 
 def forget_compiled_functions(model):

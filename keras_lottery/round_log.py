@@ -51,18 +51,22 @@ class RoundLog:
         self.best = None
         self.best_step = None
         self.best_logs = None
+        self.monitored_epochs = 0
         self.started = time.perf_counter()
 
     def epoch_end(self, steps, logs):
         """Records an epoch that ended `steps` steps into the round.
 
-        Returns False when the monitored key is not in `logs`.
+        Returns False when the monitored key is not in `logs` (an epoch
+        `fit` did not validate, e.g. with `validation_freq=2`): the best value
+        comes from the epochs that have it; `monitored_epochs` counts them.
         """
         self.steps = int(steps)
         self.epochs += 1
         value = logs.get(self.monitor)
         if value is None:
             return False
+        self.monitored_epochs += 1
         value = float(value)
         if callable(self.direction):
             self.direction = self.direction()

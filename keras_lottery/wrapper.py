@@ -41,6 +41,9 @@ class LotteryWrapper(keras.layers.Wrapper):
     ['kernel']
     """
 
+    # How `keras_lottery.wrapping` recognises the class without importing it.
+    is_lottery_wrapper = True
+
     def __init__(self, layer, snapshots_on_host=False, **kwargs):
         if isinstance(layer, LotteryWrapper):
             raise ValueError(
@@ -79,7 +82,7 @@ class LotteryWrapper(keras.layers.Wrapper):
             except TypeError:
                 pass  # a layer of several inputs builds at its first call
         if not keras_internals.in_stateless_scope():
-            self._attach()
+            self.attach_lottery_state()
         self.built = True
 
     def __call__(self, *args, **kwargs):
@@ -87,7 +90,7 @@ class LotteryWrapper(keras.layers.Wrapper):
         # A layer of several inputs (attention) is built inside the symbolic
         # trace of its first call; its state is attached right after it.
         if not keras_internals.in_stateless_scope():
-            self._attach()
+            self.attach_lottery_state()
         return outputs
 
     def call(self, inputs, *args, **kwargs):
@@ -97,7 +100,19 @@ class LotteryWrapper(keras.layers.Wrapper):
     def compute_mask(self, inputs, mask=None):
         return self.layer.compute_mask(inputs, mask)
 
-    def _attach(self):
+    def attach_lottery_state(self):
+        """Gives the wrapped layer its lottery state once it is built (a no-op
+        before that and after the first time). `build`, the first call and
+        the keras_lottery callbacks' `on_train_begin` call it: `fit` builds a
+        subclassed model's layers symbolically, where no state can be made.
+
+        Example:
+        >>> w = LotteryWrapper(keras.layers.Dense(2))
+        >>> w.attach_lottery_state()  # not built yet: nothing to attach
+        >>> w.build((None, 3))
+        >>> sorted(w.get_masks())
+        ['kernel']
+        """
         if self.layer.built and not self._states():
             wrapping.wrap(self.layer, snapshots_on_host=self.snapshots_on_host)
 

@@ -142,13 +142,29 @@ def enable(model):
 
 
 def install_mask_feed(model):
-    """On JAX, makes the train step of `model` (the model `fit` is called on)
-    hand the masks to their constraints; a no-op on other backends. The
+    """Readies `model` (the model `fit` is called on) for training with
+    masks: gives the `LotteryWrapper` layers that `fit`'s first build just
+    built their state (a subclassed model never called before `fit`), and on
+    JAX makes the train step hand the masks to their constraints. The
     keras_lottery callbacks call it in `on_train_begin`.
 
     Example:
     >>> install_mask_feed(keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)], name="net"))
     """
+    unbuilt = []
+    for layer, _ in layer_tree.walk(model):
+        if getattr(layer, "is_lottery_wrapper", False):
+            layer.attach_lottery_state()
+            if not layer.layer.built:
+                unbuilt.append(layer.name)
+    if unbuilt:
+        raise ValueError(
+            f"Model '{model.name}' holds LotteryWrapper layers that are not built yet "
+            f"({', '.join(unbuilt)}), so they have no masks to train with. On the "
+            "TensorFlow backend `fit` builds a subclassed model inside its first step, "
+            "after the callbacks start. Build it before `fit`: call it once on a batch "
+            f"(`{model.name}(x[:1])`) or `{model.name}.build(input_shape)`."
+        )
     keras_internals.install_jax_mask_feed(model, lambda: _constraints(model))
 
 
@@ -305,6 +321,7 @@ def strip(model, dtype=None):
         ) from error
     for p in prunable_weights(copy):  # LotteryWrappers a subclassed model re-creates
         weight_state.detach(p.owner, p.variable)
+    _unwrap_wrapper_layers(copy)
     keras_internals.sync_jax_state(model)
     sources = plain_weights(model)
     targets = copy.weights
@@ -317,6 +334,22 @@ def strip(model, dtype=None):
     for target, source in zip(targets, sources):
         target.assign(ops.convert_to_numpy(source.value))
     return copy
+
+
+def _unwrap_wrapper_layers(model):
+    """Puts each `LotteryWrapper` that a subclassed model's `__init__`
+    re-created in the copy back to the layer it wraps, where its owner holds
+    it (config unwrapping cannot reach a subclassed model's attributes)."""
+    for layer, ancestors in layer_tree.walk(model):
+        if not getattr(layer, "is_lottery_wrapper", False) or not ancestors:
+            continue
+        if not keras_internals.replace_sublayer(ancestors[-1], layer, layer.layer):
+            raise ValueError(
+                f"keras_lottery.strip: '{ancestors[-1].name}' holds the LotteryWrapper "
+                f"'{layer.name}' somewhere strip cannot reach (not an attribute, list "
+                "or dict entry); hold it as an attribute, or strip the ticket by saving "
+                "it with model.save and loading it with keras.models.load_model."
+            )
 
 
 def load_model(path, exclude=None, snapshots_on_host=False, **kwargs):

@@ -277,6 +277,26 @@ def test_no_validation_data_warns_once():
     assert imp.results[0]["best_val_loss"] is None
 
 
+def test_validation_freq_uses_the_validated_epochs_of_each_round(recwarn):
+    """`validation_freq=2`: each round's best comes from its validated epochs,
+    with no warning; a round with no validated epoch gets None and a warning
+    that names the round."""
+    model = _compiled()
+    imp = kl.IterativeMagnitudePruning(rounds=2, epochs_per_round=3, verbose=0)
+    history = _fit(model, imp, validation_freq=2)
+    assert not [w for w in recwarn if "monitor" in str(w.message)]
+    # Keras validates epochs 1, 3 and 5: round 0 has epoch 1, round 1 epochs 3 and 5.
+    losses = history.history["val_loss"]
+    assert imp.results[0]["best_val_loss"] == pytest.approx(losses[0])
+    assert imp.results[0]["best_val_loss_step"] == imp.results[0]["steps"] * 2 // 3
+    assert imp.results[1]["best_val_loss"] == pytest.approx(min(losses[1:]))
+    sparse = kl.IterativeMagnitudePruning(rounds=2, epochs_per_round=1, verbose=0)
+    with pytest.warns(UserWarning, match="no epoch of round 0"):
+        history = _fit(_compiled(), sparse, validation_freq=2)
+    assert sparse.results[0]["best_val_loss"] is None
+    assert sparse.results[1]["best_val_loss"] == pytest.approx(history.history["val_loss"][0])
+
+
 def test_the_summary_line_does_not_cut_the_progress_bar(capfd):
     model = _compiled()
     imp = kl.IterativeMagnitudePruning(rounds=2, epochs_per_round=1, verbose=1)

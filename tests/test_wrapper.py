@@ -159,3 +159,41 @@ def test_keras_file_round_trip_of_a_model_built_with_wrappers(tmp_path):
     loaded.fit(x_data, y, epochs=1, verbose=0)
     for p in kl.prunable_weights(loaded):
         assert np.all(keras.ops.convert_to_numpy(p.variable.value)[~masks[p.key]] == 0)
+
+
+class _WrappedInInit(keras.Model):
+    """README's pattern: LotteryWrapper layers made in a subclassed model's
+    `__init__`, the model never called before `fit`."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.hidden = kl.LotteryWrapper(keras.layers.Dense(16, activation="relu"))
+        self.blocks = [kl.LotteryWrapper(keras.layers.Dense(8, activation="relu"))]
+        self.head = kl.LotteryWrapper(keras.layers.Dense(3))
+
+    def call(self, x):
+        return self.head(self.blocks[0](self.hidden(x)))
+
+
+def test_subclassed_model_with_wrappers_fits_without_a_first_call_and_strips_plain():
+    x, y = classification_data()
+    net = _WrappedInInit(name="net")
+    net.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    imp = kl.IterativeMagnitudePruning(rounds=2, epochs_per_round=1, verbose=0)
+    if keras.backend.backend() == "tensorflow":
+        # TF's fit builds such a model inside its first step, after callbacks
+        # start: the error says what to do, and doing it works.
+        with pytest.raises(ValueError, match=r"call it once on a batch \(`net\(x\[:1\]\)`\)"):
+            net.fit(x, y, epochs=imp.total_epochs, callbacks=[imp], verbose=0)
+        net(x[:1])
+        imp = kl.IterativeMagnitudePruning(rounds=2, epochs_per_round=1, verbose=0)
+    net.fit(x, y, epochs=imp.total_epochs, callbacks=[imp], verbose=0)
+    density = kl.sparsity_report(net).density
+    assert density < 0.9 and imp.results[-1]["density"] == pytest.approx(density)
+    plain = kl.strip(net)
+    types = [type(layer).__name__ for layer in plain._flatten_layers(include_self=False)]
+    assert "LotteryWrapper" not in types and types.count("Dense") == 3
+    # predict as the copy's first call, equal to the wrapped model's outputs.
+    np.testing.assert_allclose(plain.predict(x[:8], verbose=0), net.predict(x[:8], verbose=0),
+                               atol=1e-5)
+    assert kl.sparsity_report(plain).density == pytest.approx(density)
