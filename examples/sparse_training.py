@@ -78,10 +78,13 @@ def table(rows):
     the mean training steps.
 
     >>> print(table([{"method": "rigl", "target": 0.1, "kept": 0.1, "test_accuracy": 0.9,
-    ...               "steps": 100}]))
+    ...               "steps": 100, "updates": 3}]))
     | % remaining | method | test accuracy % | steps |
     |---|---|---|---|
     | 10.00 | rigl | 90.00 | 100 |
+    >>> print(table([{"method": "set", "target": 0.1, "kept": 0.1, "test_accuracy": 0.9,
+    ...               "steps": 100, "updates": 0}]).splitlines()[2])
+    | 10.00 | set (no update) | 90.00 | 100 |
     """
     import numpy as np
 
@@ -97,9 +100,16 @@ def table(rows):
             text = (f"{values[0]:.2f}" if len(values) == 1 else
                     f"{values.mean():.2f} [{values.min():.2f}, {values.max():.2f}]")
             steps = [r["steps"] for r in cells if r.get("steps") is not None]
-            lines.append([f"{100 * np.mean([r['kept'] for r in cells]):.2f}", method, text,
+            # A moving method that never moved a connection trained as `static`.
+            still = method in ("rigl", "set") and any(r.get("updates") == 0 for r in cells)
+            lines.append([f"{100 * np.mean([r['kept'] for r in cells]):.2f}",
+                          method + (" (no update)" if still else ""), text,
                           f"{np.mean(steps):.0f}" if steps else "-"])
-    return common.markdown_table(["% remaining", "method", "test accuracy %", "steps"], lines)
+    text = common.markdown_table(["% remaining", "method", "test accuracy %", "steps"], lines)
+    if any("(no update)" in line[1] for line in lines):
+        text += ("\n\n(no update): the masks never moved in at least one trial (the run was "
+                 "shorter than --update_every before updates stop); the row is static training.")
+    return text
 
 
 def plot(rows, path):
@@ -167,6 +177,14 @@ def main(argv):
         data = method_trial.load_data(FLAGS.dataset, FLAGS.seed, FLAGS.train_examples)
     except (ValueError, FileNotFoundError) as error:
         raise app.UsageError(f"--dataset={FLAGS.dataset}: {error}") from None
+    moving = [m for m in FLAGS.methods if m in ("rigl", "set")]
+    sparse_steps = (FLAGS.sparse_epochs or FLAGS.epochs) * -(-len(data[0][0]) // FLAGS.batch_size)
+    if moving and FLAGS.update_every >= int(0.75 * sparse_steps):
+        raise app.UsageError(
+            f"--update_every={FLAGS.update_every}: {', '.join(moving)} would never update. A "
+            f"sparse run trains {sparse_steps} steps and updates stop at 3/4 of them "
+            f"({int(0.75 * sparse_steps)}); use --update_every below that, or more "
+            "--sparse_epochs.")
     settings = {k: v for k, v in run_config.script_flags(FLAGS, [sys.argv[0]]).items()
                 if k not in ("output_dir", "trials")}
     directory = RunDirectory(FLAGS.output_dir)

@@ -38,6 +38,7 @@ Example:
 
 import math
 import numbers
+import warnings
 
 import keras
 import numpy as np
@@ -101,6 +102,8 @@ class DynamicSparseTraining(keras.callbacks.Callback):
         if method == "rigl" and data is None:
             raise ValueError("method='rigl' grows by gradient: pass data=(x, y), the training "
                              "arrays its gradient batches are drawn from.")
+        if data is not None:
+            data = _checked_data(data)
         self.method, self.density, self.distribution = method, float(density), distribution
         self.update_every, self.drop_fraction = int(update_every), float(drop_fraction)
         self._end_step_argument = end_step
@@ -136,6 +139,48 @@ class DynamicSparseTraining(keras.callbacks.Callback):
                 masks[p.key] = flat.reshape(p.shape)
             wrapping.set_masks(model, masks)
         self._next_update = (current // self.update_every + 1) * self.update_every
+        self._updates_at_fit_start = len(self.updates)
+        if self.method != "static":
+            params = self.params or {}
+            steps = params.get("steps")
+            if steps is not None and params.get("epochs") is not None:
+                self._refuse_fit_without_update(current, steps * params["epochs"])
+
+    def _refuse_fit_without_update(self, current, total):
+        """Raises when a fit of `total` steps from step `current` reaches no
+        update step before `end_step`: it would train a static sparse network
+        under the name of RigL or SET."""
+        every = getattr(self.model, "steps_per_execution", 1) or 1
+        # Batch ends (where updates happen) come every `every` steps.
+        first = current + -(-(self._next_update - current) // every) * every
+        if first <= current + total and (self.end_step is None or first < self.end_step):
+            return
+        ends = "" if self.end_step is None else f", and updates stop at end_step={self.end_step}"
+        default = (" (3/4 of all steps, the default)" if self._end_step_argument is None
+                   else "")
+        last = current + total if self.end_step is None else min(current + total,
+                                                                 self.end_step - 1)
+        fix = (f"pass update_every <= {last - current}, a later end_step, or train longer"
+               if last > current else "pass a later end_step, or train longer")
+        raise ValueError(
+            f"DynamicSparseTraining({self.method!r}) would make no update in this fit: it "
+            f"trains {total} steps (optimizer steps {current}-{current + total}), the first "
+            f"update is due at step {first} (update_every={self.update_every}"
+            f"{', steps_per_execution=' + str(every) if every > 1 else ''}){ends}{default}. "
+            f"The masks would never move: {fix}; method='static' trains with fixed masks "
+            "on purpose."
+        )
+
+    def on_train_end(self, logs=None):
+        if self.method != "static" and len(self.updates) == self._updates_at_fit_start:
+            warnings.warn(
+                f"DynamicSparseTraining({self.method!r}) made no update in this fit "
+                f"(update_every={self.update_every}, end_step={self.end_step}, optimizer "
+                f"step {optimizer_state.iterations(self.model.optimizer)} at its end): the "
+                "masks did not move, as with method='static'. Lower update_every, set "
+                "end_step, or train longer.",
+                stacklevel=2,
+            )
 
     def on_train_batch_end(self, batch, logs=None):
         if self.method == "static":
@@ -206,18 +251,48 @@ class DynamicSparseTraining(keras.callbacks.Callback):
         if self.method == "set":
             return {key: self._rng.random(mask.shape) for key, mask in masks.items()}
         x, y = self.data
-        start = (self._batch_index * self.batch_size) % len(x)
-        index = np.arange(start, start + self.batch_size) % len(x)
+        size = _length(x)
+        start = (self._batch_index * self.batch_size) % size
+        index = np.arange(start, start + self.batch_size) % size
         self._batch_index += 1
         if self._gradient is None:  # traced once per model and optimizer
             self._gradient = init_pruning.compiled_loss_gradients(model, self.loss)
-        return {key: np.abs(g) for key, g in self._gradient(x[index], y[index]).items()}
+        batch = keras.tree.map_structure(lambda a: a[index], (x, y))
+        return {key: np.abs(g) for key, g in self._gradient(*batch).items()}
 
     def get_config(self):
         return {"method": self.method, "density": self.density,
                 "distribution": self.distribution, "update_every": self.update_every,
                 "drop_fraction": self.drop_fraction, "end_step": self.end_step,
                 "batch_size": self.batch_size, "seed": self.seed}
+
+
+def _checked_data(data):
+    """`data` as `(x, y)` of NumPy arrays (x and y may each be an array, a
+    list or a dict of arrays, as `fit` takes them), all of one length;
+    raises, saying why, for anything else."""
+    if not (isinstance(data, (tuple, list)) and len(data) == 2):
+        raise ValueError(
+            "DynamicSparseTraining draws RigL's gradient batches from data by index: "
+            "data must be an (x, y) pair of arrays (x and y may be lists or dicts of "
+            f"arrays, e.g. a KerasHub model's inputs); received a {type(data).__name__}. "
+            "From a tf.data.Dataset take a few thousand examples as NumPy arrays first."
+        )
+    try:
+        data = keras.tree.map_structure(np.asarray, tuple(data))
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"DynamicSparseTraining: data could not be read as arrays ({error}).") from None
+    sizes = {a.shape[0] if a.ndim else None for a in keras.tree.flatten(data)}
+    if None in sizes or len(sizes) != 1 or 0 in sizes:
+        raise ValueError(
+            "DynamicSparseTraining: every array of data=(x, y) needs the same non-zero "
+            f"first (batch) dimension; received lengths {sorted(str(n) for n in sizes)}."
+        )
+    return data
+
+
+def _length(x):
+    return keras.tree.flatten(x)[0].shape[0]
 
 
 def _state_reader(prunables):

@@ -20,6 +20,18 @@ def _model(**compile_kwargs):
     return model
 
 
+def _sparse_start(model, x, y, method, epochs=1, **kwargs):
+    """Trains `model` sparse for a few steps with fixed masks (`static`: a fit
+    shorter than one update of a moving method is refused), then returns a
+    `method` callback serving it, for updates called by hand."""
+    static = kl.DynamicSparseTraining("static", density=kwargs.get("density", 0.3),
+                                      distribution=kwargs.get("distribution", "erk"), verbose=0)
+    model.fit(x, y, batch_size=16, epochs=epochs, callbacks=[static], verbose=0)
+    dst = kl.DynamicSparseTraining(method, verbose=0, **kwargs)
+    dst.set_model(model)
+    return dst
+
+
 def _counts(model):
     return {key: int(mask.sum()) for key, mask in kl.get_masks(model).items()}
 
@@ -59,9 +71,7 @@ def test_updates_keep_every_count_and_move_disjoint_sets(method):
 def test_grown_connections_start_at_zero_with_no_momentum():
     x, y = classification_data()
     model = _model()
-    dst = kl.DynamicSparseTraining("rigl", density=0.3, update_every=1000, data=(x, y),
-                                   batch_size=32, verbose=0)
-    model.fit(x, y, batch_size=16, epochs=2, callbacks=[dst], verbose=0)
+    dst = _sparse_start(model, x, y, "rigl", epochs=2, density=0.3, data=(x, y), batch_size=32)
     moves = dst.update(step=1)
     for p in kl.prunable_weights(model):
         dropped, grown = moves[p.key]
@@ -80,12 +90,11 @@ def test_an_update_after_recompiling_resets_the_new_optimizers_slots():
 
     x, y = classification_data()
     model = _model()
-    dst = kl.DynamicSparseTraining("set", density=0.3, update_every=1000, verbose=0)
-    model.fit(x, y, batch_size=16, epochs=1, callbacks=[dst], verbose=0)
+    dst = _sparse_start(model, x, y, "set", density=0.3)
     dst.update(step=1)  # compiled for the first optimizer
     model.compile(keras.optimizers.Adam(0.01),
                   keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    model.fit(x, y, batch_size=16, epochs=1, callbacks=[dst], verbose=0)
+    model.fit(x, y, batch_size=16, epochs=1, verbose=0)
     for slot in keras_internals.slot_variables(model.optimizer):
         slot.assign(np.ones(slot.shape, slot.dtype))
     moves = dst.update(step=1)
@@ -99,10 +108,8 @@ def test_an_update_after_recompiling_resets_the_new_optimizers_slots():
 def test_rigl_grows_the_largest_gradients_and_drops_the_smallest_weights():
     x, y = classification_data()
     model = _model()
-    dst = kl.DynamicSparseTraining("rigl", density=0.3, update_every=1000, data=(x, y),
-                                   batch_size=32, drop_fraction=0.5, distribution="uniform",
-                                   verbose=0)
-    model.fit(x, y, batch_size=16, epochs=1, callbacks=[dst], verbose=0)
+    dst = _sparse_start(model, x, y, "rigl", density=0.3, data=(x, y), batch_size=32,
+                        drop_fraction=0.5, distribution="uniform")
     masks = kl.get_masks(model)
     weights = kl.wrapping.read_weights(model)
     grads = init_pruning.loss_gradients(model, (x[:32], y[:32]))  # its next batch
@@ -128,11 +135,12 @@ def test_cosine_decay_and_end_step():
     model.fit(x, y, batch_size=16, epochs=2, callbacks=[dst], verbose=0)  # 12 steps
     assert [u["step"] for u in dst.updates] == [2, 4]
     default = kl.DynamicSparseTraining("set", density=0.3, update_every=2, verbose=0)
-    model.fit(x[:32], y[:32], batch_size=16, epochs=1, callbacks=[default], verbose=0)
-    assert default.end_step == int(0.75 * (12 + 2))  # a later fit: all steps so far count
     model.fit(x, y, batch_size=16, epochs=2, callbacks=[default], verbose=0)
-    assert default.end_step == int(0.75 * (14 + 12))
-    assert [u["step"] for u in default.updates] == [16, 18]
+    assert default.end_step == int(0.75 * (12 + 12))  # a later fit: all steps so far count
+    assert [u["step"] for u in default.updates] == [14, 16]
+    # A later fit of 2 steps: updates stop at 3/4 of 26, before the one due at 26.
+    with pytest.raises(ValueError, match="due at step 26.*end_step=19"):
+        model.fit(x[:32], y[:32], batch_size=16, epochs=1, callbacks=[default], verbose=0)
 
 
 def test_static_never_moves_and_masks_hold_under_steps_per_execution_and_xla():
@@ -168,3 +176,63 @@ def test_bad_arguments():
         kl.DynamicSparseTraining("set", update_every=0)
     with pytest.raises(ValueError, match="distribution"):
         kl.DynamicSparseTraining("set", distribution="normal")
+
+
+@pytest.mark.parametrize("method", ["rigl", "set"])
+def test_a_fit_too_short_for_one_update_is_refused_with_the_numbers(method):
+    x, y = classification_data()
+    model = _model()
+    masks = kl.get_masks(model)
+    dst = kl.DynamicSparseTraining(method, density=0.3, update_every=100, data=(x, y), verbose=0)
+    # 2 epochs of 6 steps: updates would stop at step 9, the first is due at 100.
+    with pytest.raises(ValueError, match=r"no update in this fit.*12 steps.*step 100.*"
+                                         r"end_step=9.*update_every <= 8"):
+        model.fit(x, y, batch_size=16, epochs=2, callbacks=[dst], verbose=0)
+    static = kl.DynamicSparseTraining("static", density=0.3, update_every=100, verbose=0)
+    model.fit(x, y, batch_size=16, epochs=1, callbacks=[static], verbose=0)  # static: no refusal
+    assert kl.masks.density(kl.get_masks(model)) == pytest.approx(0.3, abs=0.01)
+    assert set(masks) == set(kl.get_masks(model))
+
+
+def test_a_fit_of_unknown_length_without_an_update_warns():
+    x, y = classification_data()
+    model = _model()
+
+    def batches():  # a generator: fit does not know the step count up front
+        for start in range(0, 64, 16):
+            yield x[start:start + 16], y[start:start + 16]
+
+    dst = kl.DynamicSparseTraining("set", density=0.3, update_every=50, verbose=0)
+    with pytest.warns(UserWarning, match=r"made no update in this fit \(update_every=50"):
+        model.fit(batches(), epochs=1, callbacks=[dst], verbose=0)
+    assert dst.updates == []
+
+
+@pytest.mark.parametrize("structure", ["dict", "list"])
+def test_rigl_on_a_model_with_several_named_inputs(structure):
+    """Dict inputs (every KerasHub model) and list inputs: RigL draws its
+    gradient batches from each array of x."""
+    x, y = classification_data()
+    a, b = keras.Input((8,), name="a"), keras.Input((4,), name="b")
+    hidden = keras.layers.Dense(16, activation="relu", name="fc")(
+        keras.layers.Concatenate()([a, b]))
+    inputs = {"a": a, "b": b} if structure == "dict" else [a, b]
+    model = kl.wrap(keras.Model(inputs, keras.layers.Dense(3, name="out")(hidden)))
+    model.compile(keras.optimizers.Adam(0.01),
+                  keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    xs = {"a": x[:, :8], "b": x[:, 8:]} if structure == "dict" else [x[:, :8], x[:, 8:]]
+    dst = kl.DynamicSparseTraining("rigl", density=0.3, update_every=4, data=(xs, y),
+                                   batch_size=16, verbose=0)
+    model.fit(xs, y, batch_size=16, epochs=2, callbacks=[dst], verbose=0)
+    assert [u["step"] for u in dst.updates] == [4, 8] and dst.updates[0]["moved"] > 0
+    assert kl.masks.density(kl.get_masks(model)) == pytest.approx(0.3, abs=0.01)
+
+
+def test_data_that_cannot_serve_rigl_is_refused_at_construction():
+    x, y = classification_data()
+    with pytest.raises(ValueError, match=r"\(x, y\) pair of arrays.*received a generator"):
+        kl.DynamicSparseTraining("rigl", data=(batch for batch in [(x, y)]))
+    with pytest.raises(ValueError, match="same non-zero first"):
+        kl.DynamicSparseTraining("rigl", data=(x, y[:5]))
+    with pytest.raises(ValueError, match="same non-zero first"):
+        kl.DynamicSparseTraining("rigl", data=({"a": x, "b": x[:3]}, y))

@@ -434,3 +434,8 @@ def test_sparse_training_runs_every_method_and_resumes(tmp_path):
     assert (out / "sparse_training.png").stat().st_size > 10_000
     again = _run("sparse_training.py", *args)
     assert again.returncode == 0 and again.stdout.count("already done, skipped") == 8
+    # Sparse runs of 24 steps stop updating at 18: update_every=20 would never move a mask.
+    still = _run("sparse_training.py", *args[:-2], "--update_every=20",
+                 f"--output_dir={tmp_path / 'still'}")
+    assert still.returncode != 0 and "rigl, set would never update" in still.stderr
+    assert "Traceback" not in still.stderr
