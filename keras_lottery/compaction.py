@@ -9,9 +9,11 @@ the next layers, BatchNormalization entries), so it is faster on every
 runtime. The same surgery removes the dead units of an unstructured ticket.
 
 A unit is removed when its output is not needed: its fan-in is zero and
-`activation(bias)` is 0, or no consumer reads it (its fan-out is zero). A
-unit whose fan-in is zero but whose output is a non-zero constant (a bias
-through the activation) is folded into the biases of its consumers where
+`activation(bias)` is 0 and stays 0 on its way to the next Dense/Conv, or no
+consumer reads it (its fan-out is zero). A unit whose fan-in is zero but
+whose output is a non-zero constant (a bias through the activation, or a 0
+that a BatchNormalization shifts: `Conv2D(activation="relu")` then
+`BatchNormalization`) is folded into the biases of its consumers where
 that is exact (Dense layers, and convolutions with "valid" padding or a
 1x1 kernel, through activations, pooling, dropout, batch normalization,
 cropping, upsampling and Flatten); elsewhere (zero padding, for one) it
@@ -206,7 +208,7 @@ class _Plan:
         """What each input of `op` must provide for what its outputs must."""
         if isinstance(op, _DENSE + _CONV) and self._owner_ok(op):
             kernel, bias = self._kernel_bias(op)
-            units = self._units(op, kernel, bias)
+            units = self._units(op, kernel, bias, outs[0])
             keep = need_out[0] & (units != "zero")
             rows = np.moveaxis(kernel, -2, 0).reshape(kernel.shape[-2], -1, kernel.shape[-1])
             self._add_need(inputs[0], (rows[:, :, keep] != 0).any(axis=(1, 2)))
@@ -248,7 +250,7 @@ class _Plan:
         if isinstance(op, _DENSE + _CONV) and self._owner_ok(op):
             keep = self.units_keep[id(op)]
             kernel, bias = self._kernel_bias(op)
-            units = self._units(op, kernel, bias)
+            units = self._units(op, kernel, bias, outs[0])
             constant = (units == "constant") & keep
             foldable = constant & self._can_fold(outs[0])
             keep = keep & ~foldable
@@ -319,10 +321,42 @@ class _Plan:
         bias = values[1] if op.use_bias else np.zeros(kernel.shape[-1], kernel.dtype)
         return kernel, bias
 
-    def _units(self, op, kernel, bias):
+    def _units(self, op, kernel, bias, out):
+        """Per unit: "live" (it has fan-in), "zero" (no fan-in, its output is 0
+        and stays 0 wherever it goes: removable), or "constant" (no fan-in,
+        and its output, or what a layer downstream makes of its 0 — a
+        BatchNormalization's shift, a sigmoid's 0.5 — is not 0: folded into
+        the consumers' biases where that is exact, kept otherwise)."""
         fan_in = (kernel.reshape(-1, kernel.shape[-1]) != 0).any(axis=0)
-        constant = _activate(op, bias) != 0
-        return np.where(fan_in, "live", np.where(constant, "constant", "zero"))
+        zero = (_activate(op, bias) == 0) & self._stays_zero(out)
+        return np.where(fan_in, "live", np.where(zero, "zero", "constant"))
+
+    def _stays_zero(self, tensor):
+        """Per channel of `tensor`: does a 0 on it reach every Dense/Conv
+        consumer as 0? A BatchNormalization maps 0 to its shift, an activation
+        to `activation(0)`."""
+        width = _width(tensor)
+        ok = np.ones(width, bool)
+        for index in self.consumers.get(id(tensor), []):
+            op, inputs, outs = self.nodes[index]
+            if isinstance(op, _DENSE + _CONV):
+                continue  # 0 times any weight adds nothing
+            if isinstance(op, _NORM + _CHANNELWISE + _PADDING) and _channelwise_axis(op) and (
+                len(outs) == 1
+            ):
+                through = np.array([_constant_through(op, c, 0.0) == 0 for c in range(width)])
+                ok &= through & self._stays_zero(outs[0])
+            elif isinstance(op, keras.layers.Flatten):
+                ok &= self._stays_zero(outs[0]).reshape(-1, width).all(axis=0)
+            elif isinstance(op, keras.layers.Concatenate) and op.axis in (
+                -1, len(outs[0].shape) - 1
+            ):
+                offset = sum(_width(t) for t in inputs[: [id(t) for t in inputs].index(id(tensor))])
+                ok &= self._stays_zero(outs[0])[offset : offset + width]
+            # Merges and layers compaction cannot shrink: the unit counts as
+            # removable, and `_forward` refuses, by name, a layer that would
+            # then see fewer channels (or a merge whose branches disagree).
+        return ok
 
     def _can_fold(self, tensor):
         """Per channel: can a constant on this channel be folded into every
@@ -442,7 +476,9 @@ def _verify(plain, compacted, sample_inputs, tolerance):
             raise CompactionError(
                 f"The compacted model's output {index} differs from the masked "
                 f"model's by {error:.3g} (tolerance {tolerance:g}); nothing was "
-                "returned. Please report the model's layers."
+                "returned. This is a compaction bug: export the ticket uncompacted "
+                "(keras_lottery.export_tflite(ticket, ...)) and please report the "
+                "model's layers."
             )
 
 

@@ -179,3 +179,51 @@ def test_a_constant_channel_is_not_folded_through_zero_padding():
     result = compaction.compact(model)
     np.testing.assert_allclose(_np(result.model(data)), _np(model(data)), atol=1e-5)
     assert result.model.get_layer("c1").filters == 4 and result.folded == 0
+
+
+def _relu_bn_block(padding):
+    x = keras.Input((8, 8, 3))
+    h = keras.layers.Conv2D(6, 3, padding=padding, activation="relu", name="c1")(x)
+    h = keras.layers.BatchNormalization(name="bn1")(h)
+    h = keras.layers.Conv2D(5, 3, padding=padding, activation="relu", name="c2")(h)
+    h = keras.layers.BatchNormalization(name="bn2")(h)
+    h = keras.layers.Dropout(0.3)(h)
+    h = keras.layers.GlobalAveragePooling2D()(h)
+    model = kl.wrap(keras.Model(x, keras.layers.Dense(2, name="out")(h)))
+    rng = np.random.default_rng(0)
+    for name in ("bn1", "bn2"):  # a trained BN: 0 in, its shift out
+        for weight in model.get_layer(name).weights:
+            weight.assign(rng.random(weight.shape).astype("float32") + 0.5)
+    return model, rng
+
+
+@pytest.mark.parametrize("padding", ["valid", "same"])
+def test_conv_relu_then_batchnorm_folds_the_shift_of_a_pruned_channel(padding):
+    """The most common CNN block: a pruned filter's constant relu(bias) — 0
+    for a negative bias, positive otherwise — goes through BN as a constant
+    (BN(0) is not 0). It is folded where that is exact (into a "valid"
+    conv's or the head's biases) and kept where it is not (a "same" conv
+    pads the constant with zeros)."""
+    model, rng = _relu_bn_block(padding)
+    _prune_units(model, "c1/kernel", [1, 4], zero_bias=False)
+    _prune_units(model, "c2/kernel", [0, 2], zero_bias=False)
+    for name, values in (("c1", [0.1, -0.4, 0.2, 0.3, 0.5, 0.1]),
+                         ("c2", [-0.3, 0.2, 0.4, 0.1, 0.2])):
+        model.get_layer(name).bias.assign(np.array(values, "float32"))
+    data = rng.normal(size=(4, 8, 8, 3)).astype("float32")
+    removed = {"c1": 2, "c2": 2} if padding == "valid" else {"c2": 2}
+    result = _check(model, data, removed)
+    assert result.folded == sum(removed.values())
+
+
+def test_a_zero_channel_into_a_sigmoid_is_not_dropped():
+    """sigmoid(0) = 0.5: a filter whose output is exactly 0 still feeds the
+    next layer a constant."""
+    x = keras.Input((6,))
+    h = keras.layers.Dense(4, activation="relu", name="h")(x)
+    h = keras.layers.Activation("sigmoid")(h)
+    model = kl.wrap(keras.Model(x, keras.layers.Dense(2, name="out")(h)))
+    _prune_units(model, "h/kernel", [1])  # bias 0: relu(0) = 0, sigmoid(0) = 0.5
+    data = np.random.default_rng(1).normal(size=(8, 6)).astype("float32")
+    result = _check(model, data, {"h": 1})
+    assert result.folded == 1
