@@ -40,9 +40,9 @@ def write(path, arrays, metadata):
     1
     """
     payload = dict(arrays)
-    payload["__metadata__"] = np.array(
-        json.dumps(file_io.json_safe({"format": FORMAT, "version": VERSION, **metadata}))
-    )
+    digests = {name: file_io.digest(array) for name, array in payload.items()}
+    payload["__metadata__"] = np.array(json.dumps(file_io.json_safe(
+        {"format": FORMAT, "version": VERSION, **metadata, "digests": digests})))
     file_io.atomic_write(path, lambda f: np.savez(f, **payload))
 
 
@@ -77,6 +77,14 @@ def read(path):
             f"{path} has checkpoint version {metadata.get('version')}; this "
             f"keras_lottery reads version {VERSION}. Start the run over in a new "
             "checkpoint_dir."
+        )
+    digests = metadata.pop("digests", None)  # None: written before digests
+    altered = file_io.altered_arrays(arrays, digests) if digests is not None else []
+    if altered:
+        raise CheckpointError(
+            f"{path}: the array(s) {altered[:5]}{' ...' if len(altered) > 5 else ''} differ "
+            "from what was written (their SHA-256 digests do not match): the file was "
+            "edited or damaged. Delete it to redo that round, or restore it from a copy."
         )
     return arrays, metadata
 

@@ -122,6 +122,7 @@ def export_saved_model(model, path, sample_inputs=None, overwrite=False):
             loaded = tf.saved_model.load(staged)
             got = _flat(loaded.serve(x))
         error = _check_outputs(got, expected, TOLERANCES[None], "SavedModel")
+        file_io.permit_as_created(staged)
         if os.path.exists(path):
             shutil.rmtree(path)
         shutil.move(staged, path)

@@ -4,6 +4,7 @@ that fail cleanly on damage, JSON-safe metadata.
 Shared by ticket files, IMP checkpoints and exported `.tflite` files.
 """
 
+import hashlib
 import os
 import struct
 import tempfile
@@ -42,6 +43,8 @@ def atomic_write(path, write):
     os.makedirs(directory, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=directory, suffix=".part")
     try:
+        # mkstemp makes the file 0600; the file gets the mode `open()` would give it.
+        os.chmod(tmp, 0o666 & ~umask())
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
@@ -51,6 +54,74 @@ def atomic_write(path, write):
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
+
+
+def umask():
+    """The process' umask (read without changing it where Linux allows).
+
+    Example:
+    >>> 0 <= umask() <= 0o777
+    True
+    """
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    current = os.umask(0o22)
+    os.umask(current)
+    return current
+
+
+def permit_as_created(path):
+    """Gives `path` (a file, or a directory and everything in it) the modes
+    `open()` and `os.makedirs` give under the current umask, for what was
+    staged in a private temporary directory (mode 0700).
+
+    Example:
+    >>> import tempfile
+    >>> directory = tempfile.mkdtemp()
+    >>> permit_as_created(directory)
+    >>> oct(os.stat(directory).st_mode & 0o777) == oct(0o777 & ~umask())
+    True
+    """
+    mask = umask()
+    if not os.path.isdir(path):
+        os.chmod(path, 0o666 & ~mask)
+        return
+    for root, directories, files in os.walk(path):
+        os.chmod(root, 0o777 & ~mask)
+        for name in files:
+            os.chmod(os.path.join(root, name), 0o666 & ~mask)
+
+
+def digest(array):
+    """SHA-256 of an array's dtype, shape and bytes (hex): what a file
+    stores beside each array so that an edited array is found on reading.
+
+    Example:
+    >>> digest(np.zeros(2, bool)) == digest(np.zeros(2, bool)), digest(np.zeros(2)) == digest(np.ones(2))
+    (True, False)
+    """
+    array = np.ascontiguousarray(array)
+    hasher = hashlib.sha256(f"{array.dtype.str}{array.shape}".encode())
+    hasher.update(array.tobytes())
+    return hasher.hexdigest()
+
+
+def altered_arrays(arrays, digests):
+    """Names of the arrays whose digest differs from `digests` (`{name: hex}`,
+    written by `digest`), and of the arrays either side lacks, sorted.
+
+    Example:
+    >>> a = {"x": np.arange(3)}
+    >>> altered_arrays(a, {"x": digest(np.arange(3))}), altered_arrays(a, {"x": digest(np.ones(3))})
+    ([], ['x'])
+    """
+    names = set(arrays) | set(digests)
+    return sorted(n for n in names if n not in arrays or digests.get(n) != digest(arrays[n]))
 
 
 def read_npz(path):

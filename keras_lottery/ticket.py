@@ -148,6 +148,8 @@ def save_ticket(model, path, imp=None):
         "density": kept / total,
         "metrics": file_io.json_safe(info.get("metrics") or {}),
         "rewind_step": rewind_step,
+        # One SHA-256 per array: an edited or swapped array is refused by name.
+        "digests": {name: file_io.digest(array) for name, array in arrays.items()},
     }
     arrays["metadata"] = np.array(json.dumps(metadata))
     file_io.atomic_write(path, lambda f: np.savez_compressed(f, **arrays))
@@ -213,6 +215,12 @@ def read_ticket(path):
             target[key] = contents[name]
         if masks[key].dtype != bool:
             raise TicketError(f"{path}: mask '{key}' is not boolean.")
+        if entry.get("kept") is not None and int(masks[key].sum()) != entry["kept"]:
+            raise TicketError(
+                f"{path}: 'mask:{key}' keeps {int(masks[key].sum())} weights; the metadata "
+                f"says {entry['kept']}: the file was edited or damaged. Save the ticket "
+                "again, or restore it from a copy."
+            )
     if not masks:
         raise TicketError(f"{path} lists no pruned weights.")
     others = {}
@@ -227,6 +235,16 @@ def read_ticket(path):
                 raise TicketError(f"{path} is missing or has a bad '{name}'.")
             values.append(contents[name])
         others[which] = values
+    digests = metadata.get("digests")
+    if digests is not None:  # tickets written before digests carry only counts
+        altered = file_io.altered_arrays(
+            {k: v for k, v in contents.items() if k != "metadata"}, digests)
+        if altered:
+            raise TicketError(
+                f"{path}: the array(s) {altered} differ from what save_ticket wrote (their "
+                "SHA-256 digests do not match the metadata's): the file was edited or "
+                "damaged. Save the ticket again, or restore it from a copy."
+            )
     return Ticket(metadata, masks, init, rewind, others.get("other_init"), others.get("other_rewind"))
 
 

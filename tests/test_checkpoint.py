@@ -19,6 +19,17 @@ def test_write_read_and_foreign_files(tmp_path):
         checkpoint.read(str(tmp_path / "other.npz"))
 
 
+def test_an_edited_array_is_refused_by_name(tmp_path):
+    path = str(tmp_path / "c.npz")
+    checkpoint.write(path, {"a": np.arange(3), "b": np.ones(2)}, {"round": 1})
+    with np.load(path) as data:
+        arrays = {k: data[k] for k in data.files}
+    arrays["b"] = np.zeros(2)
+    np.savez(path, **arrays)
+    with pytest.raises(checkpoint.CheckpointError, match=r"\['b'\] differ.*edited or damaged"):
+        checkpoint.read(path)
+
+
 def test_model_arrays_round_trip_with_host_snapshots(tmp_path):
     model = kl.wrap(mlp(), snapshots_on_host=True)
     model.compile("adam", "mse")

@@ -159,3 +159,35 @@ def test_falls_back_to_tf_lite_interpreter(tmp_path, monkeypatch):
 def test_bad_sparse_argument(tmp_path):
     with pytest.raises(ValueError, match="sparse"):
         kl.export_tflite(_pruned_mlp(0.5), str(tmp_path / "a.tflite"), sparse="csr")
+
+
+@pytest.mark.parametrize("mask", [0o022, 0o002])
+def test_every_file_written_respects_the_umask(tmp_path, mask):
+    """Tickets, checkpoints, `.tflite` files and SavedModels get the modes
+    `open()` gives under the umask (a teammate or a serving account can read
+    them), not the 0600/0700 of the private temporary files they are staged in."""
+    from keras_lottery import checkpoint
+
+    previous = os.umask(mask)
+    try:
+        model = _pruned_mlp(0.3)
+        written = [
+            kl.save_ticket(model, str(tmp_path / "ticket.npz")),
+            kl.export_tflite(model, str(tmp_path / "ticket.tflite")).path,
+            kl.export_saved_model(model, str(tmp_path / "saved")).path,
+        ]
+        checkpoint.write(str(tmp_path / "ckpt.npz"), {"a": np.zeros(2)}, {"round": 0})
+        written.append(str(tmp_path / "ckpt.npz"))
+    finally:
+        os.umask(previous)
+    modes = {}
+    for path in written:
+        paths = [path] if os.path.isfile(path) else [
+            os.path.join(root, name) for root, dirs, files in os.walk(path)
+            for name in [".", *files]]
+        for item in paths:
+            directory = os.path.isdir(item)
+            expected = (0o777 if directory else 0o666) & ~mask
+            modes[item] = (oct(os.stat(item).st_mode & 0o777), oct(expected))
+    assert len(modes) > 5
+    assert all(got == expected for got, expected in modes.values()), modes

@@ -158,6 +158,30 @@ def test_missing_keys_and_bad_metadata(tmp_path):
             kl.load_ticket(bad, mlp())
 
 
+def test_an_edited_array_is_refused_by_name_and_the_model_left_untouched(tmp_path):
+    """One mask inverted (metadata untouched; the output layer keeps 18 of 24,
+    inverted 6): refused, naming the array. So is an edited θ0 (a digest per
+    array), and in a ticket written before digests, a mask whose count
+    differs from the metadata's."""
+    model, imp = _imp_run()
+    path = kl.save_ticket(model, str(tmp_path / "t.npz"), imp=imp)
+    with np.load(path) as data:
+        mask, init = data["mask:out/kernel"], data["init:fc0/kernel"]
+    target = mlp()
+    before = [_np(v).copy() for v in target.weights]
+    for name, value in (("mask:out/kernel", ~mask), ("init:fc0/kernel", init + 1e-3)):
+        bad = _rewrite(path, tmp_path / "bad.npz", replace={name: value})
+        with pytest.raises(kl.TicketError, match=f"'{name}'.*edited or damaged"):
+            kl.load_ticket(bad, target)
+        assert all(np.array_equal(_np(v), b) for v, b in zip(target.weights, before))
+    meta = json.loads(str(np.load(path)["metadata"]))
+    meta.pop("digests")
+    old = _rewrite(path, tmp_path / "old.npz", replace={"mask:out/kernel": ~mask,
+                                                          "metadata": np.array(json.dumps(meta))})
+    with pytest.raises(kl.TicketError, match=r"'mask:out/kernel' keeps 6 weights; the metadata says 18"):
+        kl.read_ticket(old)
+
+
 def test_save_requires_wrapped_model(tmp_path):
     with pytest.raises(ValueError, match="no pruned weights"):
         kl.save_ticket(mlp(), str(tmp_path / "t.npz"))
