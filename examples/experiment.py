@@ -91,6 +91,9 @@ def main(script_main):
             run_config.script_flags(FLAGS, [sys.argv[0], "experiment"]))
         if problem:
             raise app.UsageError(problem)
+        import quiet_start
+
+        quiet_start.start_tensorflow()
         return script_main(argv)
 
     app.run(checked_main)

@@ -120,6 +120,9 @@ def export_run(run_dir, dataset=None, seed=None):
 
 def main(argv):
     del argv
+    import quiet_start
+
+    quiet_start.start_tensorflow()
     summary, table = export_run(FLAGS.run_dir, FLAGS.dataset, FLAGS.seed)
     print(f"ticket density {100 * summary['density']:.2f}%, "
           f"Keras test accuracy {summary['keras_test_accuracy']:.4f}")

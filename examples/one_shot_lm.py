@@ -127,6 +127,9 @@ def perplexity(model, x, y):
 
 def main(argv):
     del argv
+    import quiet_start
+
+    quiet_start.start_tensorflow()
     import numpy as np
 
     import keras_lottery as kl

@@ -155,6 +155,9 @@ def plot(rows, path):
 
 def main(argv):
     del argv
+    import quiet_start
+
+    quiet_start.start_tensorflow()
     import method_trial
     import run_config
     from keras_lottery import file_io

@@ -99,6 +99,9 @@ def run_cell(trial, method, density, imp_masks):
 
 def main(argv):
     del argv
+    import quiet_start
+
+    quiet_start.start_tensorflow()
     densities = _check_flags()
     import method_results
     import method_trial

@@ -87,7 +87,7 @@ class ExportResult:
     density: float = 1.0
 
 
-def export_saved_model(model, path, sample_inputs=None, overwrite=False):
+def export_saved_model(model, path, sample_inputs=None, overwrite=False, verbose=False):
     """Writes a verified SavedModel (`serve` endpoint) of the plain model.
 
     Args:
@@ -96,6 +96,8 @@ def export_saved_model(model, path, sample_inputs=None, overwrite=False):
         sample_inputs: inputs to verify with, in the model's input structure
             (default: 8 random examples per input).
         overwrite: replace an existing `path` (default: refuse).
+        verbose: let TensorFlow's own log lines through (default: quiet;
+            they are shown when the export fails).
 
     Returns:
         An `ExportResult`.
@@ -117,7 +119,7 @@ def export_saved_model(model, path, sample_inputs=None, overwrite=False):
     tmp = tempfile.mkdtemp(dir=os.path.dirname(os.path.abspath(path)) or ".")
     staged = os.path.join(tmp, "saved_model")
     try:
-        with _quiet():
+        with _quiet(verbose):
             plain.export(staged, format="tf_saved_model", verbose=False)
             loaded = tf.saved_model.load(staged)
             got = _flat(loaded.serve(x))
@@ -148,6 +150,7 @@ def export_tflite(
     representative_data=None,
     sample_inputs=None,
     overwrite=False,
+    verbose=False,
 ):
     """Writes a verified `.tflite` file of the plain model.
 
@@ -174,6 +177,8 @@ def export_tflite(
         sample_inputs: inputs to verify with (default: `representative_data`
             or 8 random examples per input).
         overwrite: replace an existing `path` (default: refuse).
+        verbose: let the converter's own log lines through (default: quiet;
+            they are shown when the conversion fails).
 
     Returns:
         An `ExportResult`.
@@ -209,7 +214,7 @@ def export_tflite(
         sample_inputs = _head(_first_batch(representative_data), 32)
     x = _sample_inputs(plain, sample_inputs)
     expected = _predict(plain, x)
-    flatbuffer = _convert(tf, plain, bool(sparse), quantize, representative_data)
+    flatbuffer = _convert(tf, plain, bool(sparse), quantize, representative_data, verbose)
     if sparse is True:
         from keras_lottery.tflite_csr import reencode_as_csr
 
@@ -233,7 +238,7 @@ def export_tflite(
     )
 
 
-def size_report(model, directory, quantize=None, representative_data=None):
+def size_report(model, directory, quantize=None, representative_data=None, verbose=False):
     """Bytes of the ticket as dense vs sparse `.tflite` and as a SavedModel.
 
     Writes `dense.tflite`, `sparse.tflite` and `saved_model/` under
@@ -243,7 +248,7 @@ def size_report(model, directory, quantize=None, representative_data=None):
     Args:
         model: a Keras model, wrapped or not.
         directory: where to write the files (created if missing).
-        quantize, representative_data: as for `export_tflite`.
+        quantize, representative_data, verbose: as for `export_tflite`.
 
     Returns:
         A dict: `density`, `tflite_dense_bytes`, `tflite_sparse_bytes`,
@@ -269,11 +274,12 @@ def size_report(model, directory, quantize=None, representative_data=None):
             representative_data=representative_data,
             sample_inputs=sample,
             overwrite=True,
+            verbose=verbose,
         )
         for name in ("dense", "sparse")
     )
     saved = os.path.join(directory, "saved_model")
-    export_saved_model(plain, saved, sample_inputs=sample, overwrite=True)
+    export_saved_model(plain, saved, sample_inputs=sample, overwrite=True, verbose=verbose)
     raw, packed = _variables_bytes(saved)
     return {
         "density": sparse.density,
@@ -356,9 +362,12 @@ def _require_tensorflow_backend(what):
     if keras.backend.backend() != "tensorflow":
         raise RuntimeError(
             f"keras_lottery.{what} needs the TensorFlow backend (it converts with "
-            f"TensorFlow); the Keras backend is '{keras.backend.backend()}'. Save "
-            "the ticket with keras_lottery.save_ticket and export it in a "
-            "TensorFlow process (KERAS_BACKEND=tensorflow)."
+            f"TensorFlow); the Keras backend is '{keras.backend.backend()}'. Save the "
+            "trained model here with model.save('ticket.keras'), then in a TensorFlow "
+            "process (KERAS_BACKEND=tensorflow) load it with "
+            "model = keras_lottery.load_model('ticket.keras') and export that. (A "
+            "save_ticket file holds the masks and θ0, the network to retrain, not "
+            "the trained weights.)"
         )
 
 
@@ -371,19 +380,65 @@ def _check_destination(path, overwrite):
 
 
 @contextlib.contextmanager
-def _quiet():
-    """Keeps TensorFlow's export chatter (stdout prints, absl INFO lines) out
-    of the user's terminal."""
+def _quiet(verbose=False):
+    """Keeps TensorFlow's export chatter out of the user's terminal: Python
+    prints, absl INFO lines, and the converter's native log lines (written
+    by C++ straight to file descriptors 1 and 2). If the block raises, the
+    native lines are written to stderr after all: they explain the error.
+    `verbose=True` lets everything through."""
+    if verbose:
+        yield
+        return
     loggers = [logging.getLogger(name) for name in ("absl", "tensorflow")]
     levels = [logger.level for logger in loggers]
     for logger in loggers:
         logger.setLevel(logging.ERROR)
     try:
-        with contextlib.redirect_stdout(io.StringIO()):
-            yield
+        with _native_output_captured() as captured, contextlib.redirect_stdout(io.StringIO()):
+            try:
+                yield
+            except BaseException:
+                captured.replay = True
+                raise
     finally:
         for logger, level in zip(loggers, levels):
             logger.setLevel(level)
+
+
+class _Captured:
+    replay = False
+
+
+@contextlib.contextmanager
+def _native_output_captured():
+    """Sends file descriptors 1 and 2 to a temporary file for the block; its
+    text goes to stderr afterwards only if the block set `replay`."""
+    import sys
+
+    captured = _Captured()
+    try:
+        saved = [os.dup(1), os.dup(2)]
+    except OSError:  # pragma: no cover - no file descriptors to redirect
+        yield captured
+        return
+    with tempfile.TemporaryFile() as sink:
+        for stream in (sys.stdout, sys.stderr):
+            stream.flush()
+        os.dup2(sink.fileno(), 1)
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield captured
+        finally:
+            for stream in (sys.stdout, sys.stderr):
+                stream.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            for fd in saved:
+                os.close(fd)
+            if captured.replay:
+                sink.seek(0)
+                sys.stderr.write(sink.read().decode(errors="replace"))
+                sys.stderr.flush()
 
 
 def _sample_inputs(model, sample_inputs):
@@ -422,13 +477,13 @@ def _head(data, count):
     return keras.tree.map_structure(lambda a: np.asarray(a)[:count], data)
 
 
-def _convert(tf, model, sparse, quantize, representative_data):
+def _convert(tf, model, sparse, quantize, representative_data, verbose=False):
     # Through a SavedModel: TFLiteConverter.from_keras_model cannot trace some
     # Keras 3 models (dict inputs of a KerasHub backbone), from_saved_model
     # converts them all.
     directory = tempfile.mkdtemp()
     try:
-        with _quiet():
+        with _quiet(verbose):
             model.export(os.path.join(directory, "m"), format="tf_saved_model", verbose=False)
             converter = tf.lite.TFLiteConverter.from_saved_model(os.path.join(directory, "m"))
             optimizations = []

@@ -37,6 +37,10 @@ SCRIPT = textwrap.dedent(
         kl.export_tflite(model, "/tmp/never.tflite")
     except RuntimeError as e:
         error = str(e)
+    # What the export error names: save the trained model here, export it in TF.
+    model.save(sys.argv[1])
+    probe = np.random.default_rng(1).random((16, 8)).astype("float32")
+    np.savez(sys.argv[2], x=probe, y=keras.ops.convert_to_numpy(model.predict(probe, verbose=0)))
     print(json.dumps({
         "backend": keras.backend.backend(),
         "tensorflow_imported": tensorflow_imported,
@@ -49,10 +53,14 @@ SCRIPT = textwrap.dedent(
 
 
 @pytest.mark.parametrize("backend", ["jax", "torch"])
-def test_core_without_tensorflow(backend):
+def test_core_without_tensorflow(backend, tmp_path):
+    """IMP without TensorFlow; then the path the export error names: the
+    trained model saved there, loaded and exported in this TensorFlow process,
+    predicts what it predicted there (not the untrained θ0 a ticket holds)."""
     pytest.importorskip(backend)
     env = {**os.environ, "KERAS_BACKEND": backend, "PYTHONPATH": ROOT}
-    result = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True,
+    saved, probe = str(tmp_path / "ticket.keras"), str(tmp_path / "probe.npz")
+    result = subprocess.run([sys.executable, "-c", SCRIPT, saved, probe], capture_output=True,
                             text=True, timeout=600, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
     import json
@@ -63,3 +71,19 @@ def test_core_without_tensorflow(backend):
     assert data["kept"] == round(8 * 16 * 0.25)  # Polynomial: 50% then 75% sparsity
     assert data["pruned_zero"]
     assert "TensorFlow backend" in data["export_error"]
+    assert "model.save('ticket.keras')" in data["export_error"]
+    assert "keras_lottery.load_model('ticket.keras')" in data["export_error"]
+    import keras
+
+    if keras.backend.backend() != "tensorflow":
+        return
+    import numpy as np
+
+    import keras_lottery as kl
+
+    model = kl.load_model(saved)
+    assert kl.get_masks(model)["fc/kernel"].sum() == data["kept"]
+    with np.load(probe) as arrays:
+        x, expected = arrays["x"], arrays["y"]
+    exported = kl.export_tflite(model, str(tmp_path / "ticket.tflite"), sample_inputs=x)
+    np.testing.assert_allclose(kl.tflite_predict(exported.path, x), expected, atol=1e-4)

@@ -71,6 +71,7 @@ def test_unknown_dataset():
 
 def _run(script, *args, mock_tfds=None):
     env = {**os.environ, "PYTHONPATH": str(ROOT), "KERAS_BACKEND": "tensorflow"}
+    env.pop("TF_CPP_MIN_LOG_LEVEL", None)  # the scripts' own default, as a user gets it
     path = str(ROOT / "examples" / script)
     if mock_tfds is None:
         command = [sys.executable, path, *args]
@@ -133,6 +134,10 @@ def test_lenet_end_to_end_then_export(tmp_path):
     for column in ("% remaining", "ticket acc", "reinit acc", "random_prune acc", "early-stop iter"):
         assert column in table_header
     assert os.path.isdir(out / "export" / "saved_model") and os.path.exists(out / "export" / "ticket.tflite")
+    # TensorFlow's native start-up and converter lines stay out of the terminal.
+    for noise in ("cudart_stub", "cuInit", "absl::InitializeLog", "Reading SavedModel",
+                  "fully_quantize", "flatbuffer_export"):
+        assert noise not in result.stderr, result.stderr[-2000:]
 
     # A rerun with the same flags resumes: everything is skipped.
     again = _run("lenet.py", *TINY, f"--output_dir={out}")

@@ -191,3 +191,20 @@ def test_every_file_written_respects_the_umask(tmp_path, mask):
             modes[item] = (oct(os.stat(item).st_mode & 0o777), oct(expected))
     assert len(modes) > 5
     assert all(got == expected for got, expected in modes.values()), modes
+
+
+def test_export_is_quiet_unless_asked(tmp_path, capfd):
+    """The converter prints lines from C++ (here the int8 calibration line,
+    printed whatever TF_CPP_MIN_LOG_LEVEL says): none reach the terminal
+    unless verbose=True."""
+    model = _pruned_mlp(0.5)
+    x, _ = classification_data()
+    capfd.readouterr()
+    kl.export_tflite(model, str(tmp_path / "a.tflite"), quantize="int8", representative_data=x)
+    kl.export_saved_model(model, str(tmp_path / "sm"))
+    quiet = capfd.readouterr()
+    assert "fully_quantize" not in quiet.out + quiet.err and not quiet.err.strip(), quiet
+    kl.export_tflite(model, str(tmp_path / "b.tflite"), quantize="int8", representative_data=x,
+                     verbose=True)
+    loud = capfd.readouterr()
+    assert "fully_quantize" in loud.out + loud.err
