@@ -30,7 +30,8 @@ CORE_TESTS := tests/test_wrapper.py tests/test_wrapping.py tests/test_weight_sta
 	tests/test_compaction.py tests/test_pattern_check.py \
 	tests/test_round_plan.py tests/test_sparse_inference.py tests/test_gradients.py \
 	tests/test_init_pruning.py tests/test_early_bird.py tests/test_instability.py \
-	tests/test_one_shot.py tests/test_dynamic_sparse.py tests/test_compiled.py
+	tests/test_one_shot.py tests/test_dynamic_sparse.py tests/test_compiled.py \
+	tests/test_entry_points.py
 
 test: $(STAMP)
 	$(PY) -m pytest -q tests

@@ -327,6 +327,7 @@ def main(argv):
     lines += [f"| {k} | {v['median']:.3f} ({v['min']:.3f}-{v['max']:.3f}) |" for k, v in ratios.items()]
     print("\n".join(lines))
     os.makedirs(os.path.dirname(f.output), exist_ok=True)
+    result = {"command": _command(f), **result}
     with open(f.output, "w") as out:
         json.dump(result, out, indent=2)
 
@@ -336,6 +337,14 @@ def _summary(values):
 
     return {"median": float(np.median(values)), "min": float(np.min(values)),
             "max": float(np.max(values))}
+
+
+def _command(flag_values):
+    """Every flag this script defines, at its value (examples/run_config.py)."""
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "examples"))
+    import run_config
+
+    return run_config.full_command(flag_values, sys.argv[0])
 
 
 if __name__ == "__main__":

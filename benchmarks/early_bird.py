@@ -36,6 +36,7 @@ flags.DEFINE_string("output", os.path.join(HERE, "results", "early_bird.json"), 
 
 def main(argv):
     del argv
+    import run_config
     import keras
     import common
     import models
@@ -64,7 +65,7 @@ def main(argv):
                 model.predict(test[0], batch_size=1000, verbose=0), test[1]),
         }
     result = {
-        "command": "python benchmarks/early_bird.py " + " ".join(sys.argv[1:]),
+        "command": run_config.full_command(FLAGS, sys.argv[0]),
         "arms": arms,
         "steps_ratio": arms["full"]["total_steps"] / arms["early_bird"]["total_steps"],
         "accuracy_gap_points": 100 * (arms["full"]["test_accuracy"]

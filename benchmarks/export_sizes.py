@@ -107,8 +107,17 @@ def main(argv):
     print(common.markdown_table(header, rows))
     print(f"wall time {seconds:.0f}s")
     os.makedirs(os.path.dirname(FLAGS.output), exist_ok=True)
-    common.write_json(FLAGS.output, {"dataset": FLAGS.dataset, "epochs_per_round": FLAGS.epochs_per_round,
+    common.write_json(FLAGS.output, {"command": _command(FLAGS), "dataset": FLAGS.dataset,
+                                     "epochs_per_round": FLAGS.epochs_per_round,
                                      "seconds": seconds, "rows": exporter.rows})
+
+
+def _command(flag_values):
+    """Every flag this script defines, at its value (examples/run_config.py)."""
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "examples"))
+    import run_config
+
+    return run_config.full_command(flag_values, sys.argv[0])
 
 
 if __name__ == "__main__":

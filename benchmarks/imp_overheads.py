@@ -176,8 +176,17 @@ def main(argv):
         f"{result['wrapper_state_bytes_per_weight_byte_host_snapshots']:.2f} | |",
     ]))
     os.makedirs(os.path.dirname(f.output), exist_ok=True)
+    result = {"command": _command(f), **result}
     with open(f.output, "w") as out:
         json.dump(result, out, indent=2)
+
+
+def _command(flag_values):
+    """Every flag this script defines, at its value (examples/run_config.py)."""
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "examples"))
+    import run_config
+
+    return run_config.full_command(flag_values, sys.argv[0])
 
 
 if __name__ == "__main__":

@@ -77,6 +77,7 @@ def build(shape):
 
 def main(argv):
     del argv
+    import run_config
     import common
     import keras_lottery as kl
     from keras_lottery import file_io
@@ -94,11 +95,15 @@ def main(argv):
     started = time.perf_counter()
     sweep = kl.instability_sweep(model, probe, [int(k) for k in FLAGS.steps])
     result = {
-        "command": "python benchmarks/instability.py " + " ".join(sys.argv[1:]),
+        "command": run_config.full_command(FLAGS, sys.argv[0]),
         "model": FLAGS.model,
         "optimizer": OPTIMIZERS[FLAGS.model],
         "steps": sweep.steps,
         "barriers": sweep.barriers,
+        # The copies' own test errors (the path's ends) and the path between:
+        # they show the copies trained, which a barrier alone does not.
+        "endpoint_errors": [[e[0], e[-1]] for e in sweep.errors],
+        "path_errors": sweep.errors,
         "earliest_stable": sweep.earliest_stable,
         "sweep_seconds": round(time.perf_counter() - started, 1),
     }

@@ -31,6 +31,7 @@ flags.DEFINE_string("output", os.path.join(HERE, "results", "nm_accuracy.json"),
 
 def main(argv):
     del argv
+    import run_config
     import keras
     import common
     import models
@@ -58,8 +59,7 @@ def main(argv):
         }
     rows["gap_points"] = round(
         100 * (rows["unstructured"]["test_accuracy"] - rows[FLAGS.pattern]["test_accuracy"]), 2)
-    rows["command"] = (f"python benchmarks/nm_accuracy.py --dataset={FLAGS.dataset} "
-                       f"--pattern={FLAGS.pattern} --epochs_per_round={FLAGS.epochs_per_round}")
+    rows["command"] = run_config.full_command(FLAGS, sys.argv[0])
     with open(FLAGS.output, "w") as f:
         json.dump(rows, f, indent=2)
     print(json.dumps(rows, indent=1))

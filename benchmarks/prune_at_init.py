@@ -61,6 +61,7 @@ def _train_and_test(model, data):
 
 def main(argv):
     del argv
+    import run_config
     import common
     import keras_lottery as kl
     from keras_lottery import file_io
@@ -106,7 +107,7 @@ def main(argv):
                 rows.append(row)
                 print(json.dumps(row), flush=True)
     result = {
-        "command": "python benchmarks/prune_at_init.py " + " ".join(sys.argv[1:]),
+        "command": run_config.full_command(FLAGS, sys.argv[0]),
         "epoch_seconds": round(epoch_seconds, 2),
         "rows": rows,
     }

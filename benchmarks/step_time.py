@@ -178,11 +178,19 @@ def main(argv):
     print("\n".join(lines))
     os.makedirs(os.path.dirname(f.output), exist_ok=True)
     with open(f.output, "w") as out:
-        json.dump({"machine": platform.processor() or platform.machine(),
+        json.dump({"command": _command(f), "machine": platform.processor() or platform.machine(),
                    "cpus": os.cpu_count(), "threads": f.threads, "steps": f.steps,
                    "conv_steps": f.conv_steps,
                    "repeats": f.repeats,
                    "batch": f.batch, "rows": rows}, out, indent=2)
+
+
+def _command(flag_values):
+    """Every flag this script defines, at its value (examples/run_config.py)."""
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "examples"))
+    import run_config
+
+    return run_config.full_command(flag_values, sys.argv[0])
 
 
 if __name__ == "__main__":

@@ -162,6 +162,7 @@ def _tflite(model, directory, name, sparse):
 
 def main(argv):
     del argv
+    import run_config
     import keras
     import keras_lottery as kl
 
@@ -196,10 +197,7 @@ def main(argv):
     ratios = {setting: {name: round(v / row["dense"], 3) for name, v in row.items()}
               for setting, row in latency.items()}
     result = {
-        "command": "python benchmarks/tflite_latency.py " + " ".join(
-            f"--{name}={FLAGS[name].value}" for name in
-            ("model", "dataset", "rounds", "rate", "epochs_per_round", "train_examples", "repeats")
-        ),
+        "command": run_config.full_command(FLAGS, sys.argv[0]),
         "granularity": unit,
         "accuracy": {
             "dense": structured_acc[0],

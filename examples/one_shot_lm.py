@@ -193,7 +193,7 @@ def main(argv):
                 continue
             model = build(compiled=False)
             model.load_weights(weights)
-            kl.wrap(model)
+            kl.wrap(model, exclude=["*embedding*"])  # one-shot prunes the projections
             result = kl.prune_one_shot(model, method, calibration_data=calibration, verbose=0,
                                        **target)
             row = {"method": method, "sparsity": sparsity,

@@ -39,6 +39,36 @@ def script_flags(flag_values, modules):
     return values
 
 
+def full_command(flag_values, script):
+    """The command that reproduces a run: `python <script>` with every flag
+    the script defines at its value (defaults included, so a later change
+    of a default cannot change what the command means).
+
+    Args:
+        flag_values: `absl.flags.FLAGS`, parsed.
+        script: the script's path as run (`sys.argv[0]`).
+
+    Example:
+    >>> from absl import flags
+    >>> values = flags.FlagValues()
+    >>> _ = flags.DEFINE_integer("seed", 3, "Seed.", flag_values=values, module_name="bench.py")
+    >>> _ = flags.DEFINE_list("threads", ["1", "2"], "Threads.", flag_values=values,
+    ...                       module_name="bench.py")
+    >>> values(["bench.py"])
+    ['bench.py']
+    >>> full_command(values, "bench.py")
+    'python bench.py --seed=3 --threads=1,2'
+    """
+    values = script_flags(flag_values, [script])
+    parts = []
+    for name in sorted(values):
+        value = values[name]
+        if isinstance(value, (list, tuple)):
+            value = ",".join(str(v) for v in value)
+        parts.append(f"--{name}={value}")
+    return " ".join(["python", script, *parts])
+
+
 @dataclasses.dataclass(frozen=True)
 class RunConfig:
     """Everything a run reads from its flags (see the module docstring).

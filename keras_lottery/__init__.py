@@ -52,10 +52,12 @@ from keras_lottery.wrapper import LotteryWrapper
 from keras_lottery.wrapping import PrunableWeight
 from keras_lottery.wrapping import enable
 from keras_lottery.wrapping import get_masks
+from keras_lottery.wrapping import get_plain_weights
 from keras_lottery.wrapping import load_model
 from keras_lottery.wrapping import non_pruned_weights
 from keras_lottery.wrapping import prunable_weights
 from keras_lottery.wrapping import set_masks
+from keras_lottery.wrapping import set_plain_weights
 from keras_lottery.wrapping import strip
 from keras_lottery.wrapping import wrap
 
@@ -90,6 +92,7 @@ __all__ = [
     "export_saved_model",
     "export_tflite",
     "get_masks",
+    "get_plain_weights",
     "layer_masks",
     "instability_sweep",
     "linear_mode_connectivity",
@@ -106,6 +109,7 @@ __all__ = [
     "schedules",
     "set_layer_masks",
     "set_masks",
+    "set_plain_weights",
     "size_report",
     "sparsity_report",
     "strip",

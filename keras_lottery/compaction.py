@@ -70,7 +70,8 @@ _CHANNELWISE = tuple(
 # padded with zeros is no longer constant: it is never folded through.
 _PADDING = (keras.layers.ZeroPadding1D, keras.layers.ZeroPadding2D, keras.layers.ZeroPadding3D)
 _MERGE_SAME = (keras.layers.Add, keras.layers.Subtract, keras.layers.Maximum,
-               keras.layers.Minimum, keras.layers.Average, keras.layers.Multiply)
+               keras.layers.Minimum, keras.layers.Average, keras.layers.Multiply,
+               *keras_internals.elementwise_merge_operations())
 
 
 class CompactionError(ValueError):
@@ -167,7 +168,10 @@ class _Plan:
         self.model = model
         self.nodes = nodes
         self.calls = calls
-        self.weights = {id(op): [ops.convert_to_numpy(w) for w in op.weights] for op, _, _ in nodes}
+        # Graph nodes include plain operations (`x + y` in a functional model
+        # is a `keras.ops` Add, not a layer): they hold no weights.
+        self.weights = {id(op): [ops.convert_to_numpy(w) for w in getattr(op, "weights", [])]
+                        for op, _, _ in nodes}
         self.consumers = {}
         for index, (_, inputs, _) in enumerate(nodes):
             for tensor in inputs:
@@ -402,7 +406,7 @@ class _Plan:
         constants = self._constants()
         for op, inputs, outs in self.nodes:
             new = by_name.get(op.name)
-            if new is None or not op.weights:
+            if new is None or not getattr(op, "weights", None):
                 continue
             in_keep = [plan.kept[id(t)] for t in inputs]
             out_keep = plan.kept[id(outs[0])]

@@ -76,7 +76,11 @@ class DynamicSparseTraining(keras.callbacks.Callback):
 
     Attributes:
         updates: one dict per update: `step`, `fraction`, `moved` (connections
-            dropped = grown over all tensors), `seconds`.
+            dropped = grown over all tensors), `seconds`, `phase_seconds` (the
+            compiled `read`, RigL's gradient or SET's draw `grow_scores`, the
+            host's `choose`, the compiled `write`), and for RigL
+            `grow_candidates_nonzero` (the share of inactive connections whose
+            gradient is nonzero).
 
     Example:
     >>> DynamicSparseTraining("set", density=0.1).distribution
@@ -225,7 +229,13 @@ class DynamicSparseTraining(keras.callbacks.Callback):
         state = [tuple(keras.ops.convert_to_numpy(t) for t in pair) for pair in self._read()]
         masks = {p.key: mask for p, (mask, _) in zip(prunables, state)}
         weights = {p.key: weight for p, (_, weight) in zip(prunables, state)}
+        read = time.perf_counter()
         grow_scores = self._grow_scores(model, masks)
+        scored = time.perf_counter()
+        inactive = sum(int((~m).sum()) for m in masks.values())
+        # RigL grows by |gradient|: the share of candidates with a nonzero one.
+        nonzero = (sum(int(np.count_nonzero(grow_scores[k][~m])) for k, m in masks.items())
+                   / inactive if inactive and self.method == "rigl" else None)
         fraction = self.drop_fraction_at(step)
         new, moves, moved = {}, {}, 0
         for p in prunables:
@@ -238,9 +248,14 @@ class DynamicSparseTraining(keras.callbacks.Callback):
             moved += int(dropped.sum())
         # Grown connections start at 0: inactive before, the mask constraint held
         # them there after every step; the writer zeroes the dropped ones.
+        chosen = time.perf_counter()
         self._write([new[p.key] for p in prunables])
+        done = time.perf_counter()
         self.updates.append({"step": int(step), "fraction": fraction, "moved": moved,
-                             "seconds": time.perf_counter() - started})
+                             "seconds": done - started,
+                             "phase_seconds": {"read": read - started, "grow_scores": scored - read,
+                                               "choose": chosen - scored, "write": done - chosen},
+                             "grow_candidates_nonzero": nonzero})
         if self.verbose:
             print(f"DynamicSparseTraining({self.method}) step {step}: moved {moved} "
                   f"connections ({100 * fraction:.1f}% of the active ones), density "

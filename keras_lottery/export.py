@@ -501,10 +501,17 @@ def _convert(tf, model, sparse, quantize, representative_data, verbose=False):
                 return converter.convert()
             except Exception as error:  # noqa: BLE001 - the converter raises many types
                 text = str(error).strip()
-                first = text.splitlines()[0][:300] if text else ""
+                first = text.splitlines()[0][:200] if text else ""
+                loops = [layer.name for layer, _ in layer_tree.walk(model)
+                         if isinstance(layer, keras.layers.RNN) and not layer.unroll]
+                hint = (
+                    f" Its recurrent layers {loops} run a symbolic loop, which TensorFlow's "
+                    "converter cannot convert for Keras 3: build them with unroll=True (a "
+                    "fixed sequence length) for a .tflite file, or export a SavedModel."
+                    if loops else "")
                 raise ExportVerificationError(
                     f"The TFLite converter could not convert model '{model.name}' "
-                    f"({type(error).__name__}: {first}). Nothing was written. A model "
+                    f"({type(error).__name__}: {first}). Nothing was written.{hint} A model "
                     "with layers TFLite has no kernel for exports as a SavedModel "
                     "(keras_lottery.export_saved_model), or with Keras' "
                     "model.export(path, format='litert'), which adds TensorFlow ops."

@@ -20,6 +20,7 @@ import keras
 import numpy as np
 
 from keras_lottery import compiled
+from keras_lottery import keras_internals
 
 
 def weight_gradients(model, variables, fn, inputs):
@@ -101,6 +102,13 @@ def _as_arrays(variables, results):
     ]
 
 
+def _inference(model):
+    """`training=False` for `stateless_call`, which passes its keyword
+    arguments to `call` as they are: a subclassed model's `call` may not take
+    `training` (`Layer.__call__` checks; `stateless_call` does not)."""
+    return {"training": False} if keras_internals.call_takes(model, "training") else {}
+
+
 def _tensorflow_hvp(model, variables, fn, inputs, vector):
     import tensorflow as tf  # noqa: PLC0415 (this backend only)
 
@@ -110,9 +118,11 @@ def _tensorflow_hvp(model, variables, fn, inputs, vector):
         with tf.GradientTape() as inner:
             inner.watch(values)
             scalar = fn(model(inputs, training=False))
-        grads = inner.gradient(scalar, values)
+        # An embedding's gradient is an IndexedSlices: densify it to take the dot.
+        grads = [None if g is None else tf.convert_to_tensor(g)
+                 for g in inner.gradient(scalar, values)]
         dot = tf.add_n([tf.reduce_sum(g * v) for g, v in zip(grads, vector) if g is not None])
-    return outer.gradient(dot, values)
+    return [None if g is None else tf.convert_to_tensor(g) for g in outer.gradient(dot, values)]
 
 
 def _jax_hvp(model, variables, fn, inputs, vector):
@@ -124,7 +134,7 @@ def _jax_hvp(model, variables, fn, inputs, vector):
 
     def scalar(trainable_values):
         outputs, _ = model.stateless_call(
-            trainable_values, non_trainable, inputs, training=False
+            trainable_values, non_trainable, inputs, **_inference(model)
         )
         return fn(outputs)
 
@@ -168,7 +178,7 @@ def _jax(model, variables, fn, inputs):
 
     def scalar(trainable_values):
         outputs, _ = model.stateless_call(
-            trainable_values, non_trainable, inputs, training=False
+            trainable_values, non_trainable, inputs, **_inference(model)
         )
         return fn(outputs)
 
@@ -257,7 +267,7 @@ def _jax_compiled(model, variables, fn):
 
     def scalar(trainable_values, non_trainable_values, inputs, targets):
         outputs, _ = model.stateless_call(
-            trainable_values, non_trainable_values, inputs, training=False
+            trainable_values, non_trainable_values, inputs, **_inference(model)
         )
         return fn(targets, outputs)
 
@@ -275,5 +285,6 @@ def _jax_compiled(model, variables, fn):
 
 def _torch_compiled(model, variables, fn):
     return lambda inputs, targets: _torch(
-        model, variables, lambda outputs: fn(keras.ops.convert_to_tensor(targets), outputs),
+        model, variables,
+        lambda outputs: fn(keras.tree.map_structure(keras.ops.convert_to_tensor, targets), outputs),
         inputs)

@@ -430,7 +430,7 @@ class IterativeMagnitudePruning(keras.callbacks.Callback):
         if self._state.finished or self.stopped_reason is not None:
             return
         self.stopped_reason = (
-            f"fit ended during round {self._state.round} of {self.rounds} "
+            f"fit ended during round {self._state.round} (rounds 0-{self.rounds - 1}) "
             f"({len(self.results)} rounds finished): another callback set "
             "model.stop_training (EarlyStopping, TerminateOnNaN, ...), or fit's "
             "epochs ran out. For early stopping within each round, pass "

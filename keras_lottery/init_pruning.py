@@ -123,6 +123,7 @@ def prune_at_init(
         )
     _warn_dead_outputs(model, new, method)
     wrapping.set_masks(model, new)
+    wrapping.enable(model)  # the masks hold in the user's next fit, on every backend
     if ablation == "reinit":
         rewinding.reinitialize(model, seed)
     return new
@@ -179,7 +180,9 @@ def synflow_scores(model):
     if structure is None:
         raise ValueError(
             f"SynFlow feeds an all-ones input of the model's input shape; '{model.name}' "
-            "is subclassed and has none. Build it functionally, or use another method."
+            "is subclassed and has none yet (or takes several inputs). Call it once on a "
+            "batch of one input (it then has the shape), build it functionally, or use "
+            "another method."
         )
     prunables = wrapping.prunable_weights(model)
     output_keys = set(wrapping.output_keys(model))
@@ -361,12 +364,55 @@ def compiled_loss_gradients(model, loss=None):
 
 
 def _loss_of(model, loss):
-    if loss is not None:
-        return loss
-    compiled = getattr(model, "loss", None)
-    if compiled is not None and not isinstance(compiled, (list, dict)):
-        return keras.losses.get(compiled)
-    return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    """`(y_true, y_pred) -> scalar`: `loss`, or the model's compiled loss (a
+    dict or list of per-output losses is summed with the compiled
+    `loss_weights`), or sparse categorical cross-entropy from logits."""
+    weights = None
+    if loss is None:
+        loss = getattr(model, "loss", None)
+        config = model.get_compile_config() if getattr(model, "compiled", False) else None
+        weights = (config or {}).get("loss_weights")
+    if loss is None:
+        return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    if not isinstance(loss, (list, tuple, dict)):
+        return _scalar(loss)
+    return _structured_loss(model, loss, weights)
+
+
+def _scalar(loss):
+    """A loss (object, name or function) as `(y_true, y_pred) -> scalar`:
+    `keras.losses.get("mse")` is a per-example function (JAX's grad needs a
+    scalar; a tape would silently sum)."""
+    fn = keras.losses.get(loss) if isinstance(loss, str) else loss
+    if isinstance(fn, keras.losses.Loss):
+        return fn
+    return lambda y_true, y_pred: keras.ops.mean(fn(y_true, y_pred))
+
+
+def _structured_loss(model, losses, weights):
+    """The sum over a multi-output model's outputs of each output's loss."""
+    names = list(getattr(model, "output_names", None) or [])
+    if isinstance(losses, dict):
+        per_output = {name: _scalar(fn) for name, fn in losses.items() if fn is not None}
+    else:
+        per_output = {i: _scalar(fn) for i, fn in enumerate(losses) if fn is not None}
+    if isinstance(weights, dict):
+        factor = {k: float(weights.get(k, 1.0)) for k in per_output}
+    elif isinstance(weights, (list, tuple)):
+        factor = {k: float(weights[k if isinstance(k, int) else names.index(k)]) for k in per_output}
+    else:
+        factor = {k: 1.0 for k in per_output}
+
+    def pick(structure, key):
+        if isinstance(structure, dict):
+            return structure[key if not isinstance(key, int) else names[key]]
+        flat = keras.tree.flatten(structure)
+        return flat[key if isinstance(key, int) else names.index(key)]
+
+    def total(y_true, y_pred):
+        return sum(factor[k] * fn(pick(y_true, k), pick(y_pred, k)) for k, fn in per_output.items())
+
+    return total
 
 
 def _mean_gradients(model, data, loss):
@@ -390,7 +436,7 @@ def _batch_mean(model, data, loss, compute):
     batches = _batches(data)
     total = None
     for x, y in batches:
-        y = keras.ops.convert_to_tensor(y)
+        y = keras.tree.map_structure(keras.ops.convert_to_tensor, y)
         results = compute(model, [p.variable for p in prunables], lambda out, y=y: loss(y, out), x)
         total = results if total is None else [t + r for t, r in zip(total, results)]
     return {p.key: t / len(batches) for p, t in zip(prunables, total)}

@@ -188,6 +188,9 @@ class InstabilitySweep:
         threshold: the barrier below which a point counts as stable.
         earliest_stable: the first k whose barrier and every later one's are
             below `threshold`, or None.
+        errors: per k, the error at each point of the path between the two
+            copies (its ends are the copies' own errors: they show the copies
+            trained).
 
     Example:
     >>> InstabilitySweep((0, 100), (0.3, 0.01), 0.02, 100).earliest_stable
@@ -198,6 +201,7 @@ class InstabilitySweep:
     barriers: tuple
     threshold: float
     earliest_stable: object
+    errors: tuple = ()
 
 
 def instability_sweep(model, probe, steps, advance=None, threshold=0.02):
@@ -242,14 +246,16 @@ def instability_sweep(model, probe, steps, advance=None, threshold=0.02):
         advance = lambda m, start, stop: _advance_in_order(m, probe, start, stop)  # noqa: E731
     start = _weights(model)
     start_optimizer = _optimizer_values(model)
-    barriers, at = [], 0
+    barriers, errors, at = [], [], 0
     try:
         for k in steps:
             if k > at:
                 advance(model, at, k)
                 model.reset_metrics()
                 at = k
-            barriers.append(probe.measure(model).barrier)
+            measured = probe.measure(model)
+            barriers.append(measured.barrier)
+            errors.append(tuple(measured.errors))
     finally:
         _set_weights(model, start)
         _set_optimizer_values(model, start_optimizer)
@@ -258,7 +264,7 @@ def instability_sweep(model, probe, steps, advance=None, threshold=0.02):
         if barrier >= threshold:
             break
         stable = k
-    return InstabilitySweep(steps, tuple(barriers), float(threshold), stable)
+    return InstabilitySweep(steps, tuple(barriers), float(threshold), stable, tuple(errors))
 
 
 def _advance_in_order(model, probe, start, stop):

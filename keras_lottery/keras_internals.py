@@ -286,6 +286,22 @@ def producers(tensor):
     return operation, list(node.input_tensors)
 
 
+def elementwise_merge_operations():
+    """The `keras.ops` classes a functional graph records for `x + y`,
+    `x - y`, `x * y`, `ops.maximum` and `ops.minimum`: merges of same-shaped
+    tensors, like the `Add`... layers.
+
+    Example:
+    >>> x = keras.Input((3,))
+    >>> model = keras.Model(x, x + x)
+    >>> isinstance(graph_nodes(model)[0][0], elementwise_merge_operations())
+    True
+    """
+    from keras.src.ops import numpy as knp
+
+    return (knp.Add, knp.Subtract, knp.Multiply, knp.Maximum, knp.Minimum)
+
+
 def graph_nodes(model):
     """`[(operation, input tensors, output tensors)]` of a functional (or
     built Sequential) model, in execution order, or None for a subclassed
@@ -341,9 +357,26 @@ def model_outputs(model):
     return None
 
 
+def call_takes(layer, argument):
+    """Whether `layer.call` accepts the keyword `argument` (or **kwargs).
+
+    Example:
+    >>> class Plain(keras.layers.Layer):
+    ...     def call(self, x):
+    ...         return x
+    >>> call_takes(Plain(), "training"), call_takes(keras.layers.Dropout(0.5), "training")
+    (False, True)
+    """
+    import inspect
+
+    parameters = inspect.signature(layer.call).parameters.values()
+    return any(p.name == argument or p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters)
+
+
 def input_structure(model):
     """The model's symbolic inputs in the structure its call takes (a tensor,
-    list or dict), or None for a subclassed model.
+    list or dict); for a subclassed model built on one float input, a
+    symbolic tensor of the shape it was built with; else None.
 
     Example:
     >>> model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
@@ -354,9 +387,16 @@ def input_structure(model):
     if structure is not None:
         return structure
     inputs = getattr(model, "inputs", None)
-    if not inputs:
-        return None
-    return inputs if len(inputs) > 1 else inputs[0]
+    if inputs:
+        return inputs if len(inputs) > 1 else inputs[0]
+    shapes = getattr(model, "_build_shapes_dict", None) or {}
+    if len(shapes) == 1:
+        (shape,) = shapes.values()
+        if isinstance(shape, (tuple, list)) and all(
+            d is None or isinstance(d, int) for d in shape
+        ) and len(shape) >= 1:
+            return keras.KerasTensor((None, *shape[1:]), dtype=keras.config.floatx())
+    return None
 
 
 def random_inputs(model, batch=8, seed=0):

@@ -36,6 +36,7 @@ Example:
 import dataclasses
 import re
 import time
+import warnings
 
 import keras
 import numpy as np
@@ -134,6 +135,7 @@ def prune_one_shot(model, method="magnitude", density=None, pattern=None,
             error = "" if h is None else f", reconstruction error {errors[weight.key]:.4f}"
             print(f"prune_one_shot({method}) {index + 1}/{len(targets)} {weight.key}: "
                   f"{100 * mask.mean():.1f}% kept{error}", flush=True)
+    wrapping.enable(model)  # the masks hold in a fine-tuning fit, on every backend
     return OneShotResult(masks=masks, errors=errors, seconds=time.perf_counter() - started)
 
 
@@ -216,6 +218,19 @@ def _targets(model, keys):
     if not found:
         raise ValueError(f"prune_one_shot: model '{model.name}' has no Dense/EinsumDense "
                          "kernel to prune (wrap it with keras_lottery.wrap first).")
+    if keys is None:
+        chosen = {w.key for w, _ in found}
+        left = [f"{w.key} ({type(w.owner).__name__})"
+                for w in wrapping.prunable_weights(model) if w.key not in chosen]
+        if left:
+            warnings.warn(
+                f"prune_one_shot prunes Dense/EinsumDense kernels only ({len(chosen)} here); "
+                f"{len(left)} other pruned weight(s) keep their masks: "
+                f"{', '.join(left[:6])}{', ...' if len(left) > 6 else ''}. Prune those "
+                "with IterativeMagnitudePruning or prune_at_init, or exclude them from "
+                "wrapping to silence this.",
+                stacklevel=3,
+            )
     return found
 
 

@@ -107,16 +107,20 @@ class RoundLog:
 
 
 def summary_line(row, rounds):
-    """One line per round: `IMP round 2/16 | 64.00% of weights | ...`.
+    """One line per round: `IMP round 2/15 | 64.00% of weights | ...`.
+
+    Rounds are numbered as in `results`, tickets and checkpoints: from 0 (the
+    dense round) to `rounds - 1`, the number after the slash (round 2 of a
+    16-round run is `2/15`).
 
     Example:
     >>> summary_line({"round": 1, "density": 0.8, "loss": 0.25, "seconds": 1.5,
     ...               "monitor": "val_loss", "best_val_loss": None,
     ...               "best_val_loss_step": None}, 3)
-    'IMP round 2/3 | 80.00% of weights | loss 0.2500 | 1.5s'
+    'IMP round 1/2 | 80.00% of weights | loss 0.2500 | 1.5s'
     """
     monitor = row.get("monitor", "val_loss")
-    parts = [f"IMP round {row['round'] + 1}/{rounds}", f"{100 * row['density']:.2f}% of weights"]
+    parts = [f"IMP round {row['round']}/{rounds - 1}", f"{100 * row['density']:.2f}% of weights"]
     for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
         if isinstance(row.get(key), (int, float)):
             parts.append(f"{key} {row[key]:.4f}")

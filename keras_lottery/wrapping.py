@@ -273,6 +273,54 @@ def plain_weights(model):
     return [v for v in model.weights if id(v) not in state]
 
 
+def get_plain_weights(model):
+    """The weights of a wrapped model as its plain twin holds them: NumPy
+    arrays in the order of `plain.get_weights()` (pruned entries 0), for
+    `plain.set_weights(...)`. `model.get_weights()` also returns the masks
+    and θ0/θk, so the lists of a wrapped and a plain model differ.
+
+    Example:
+    >>> model = wrap(keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)], name="net"))
+    >>> plain = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    >>> plain.set_weights(get_plain_weights(model))
+    >>> len(model.get_weights()), len(get_plain_weights(model))
+    (5, 2)
+    """
+    _require_built(model, "get_plain_weights")
+    keras_internals.sync_jax_state(model)
+    return [ops.convert_to_numpy(v.value) for v in plain_weights(model)]
+
+
+def set_plain_weights(model, weights):
+    """Loads a plain model's weights (`plain.get_weights()`) into the
+    wrapped `model`; the masks stay and prune the new values. θ0 is not
+    touched: IMP takes it when it starts (load before `fit`).
+
+    Example:
+    >>> plain = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    >>> model = wrap(keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)], name="net"))
+    >>> set_plain_weights(model, plain.get_weights())
+    """
+    _require_built(model, "set_plain_weights")
+    targets = plain_weights(model)
+    weights = list(weights)
+    if len(weights) != len(targets) or any(
+        tuple(np.shape(w)) != tuple(t.shape) for w, t in zip(weights, targets)
+    ):
+        raise ValueError(
+            f"set_plain_weights: model '{model.name}' takes {len(targets)} weights of shapes "
+            f"{[tuple(t.shape) for t in targets][:6]}...; received {len(weights)} of shapes "
+            f"{[tuple(np.shape(w)) for w in weights][:6]}... Pass plain.get_weights() of the "
+            "same architecture."
+        )
+    masks = {id(p.variable): p.state.mask_array() for p in prunable_weights(model)}
+    for target, value in zip(targets, weights):
+        value = np.asarray(value)
+        if id(target) in masks:
+            value = value * masks[id(target)].astype(value.dtype)
+        target.assign(value)
+
+
 def strip(model, dtype=None):
     """A plain copy of `model`: same class, layers and weights, pruned weights
     baked in as zeros, no lottery state; its outputs equal the model's.

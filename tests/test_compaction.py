@@ -227,3 +227,24 @@ def test_a_zero_channel_into_a_sigmoid_is_not_dropped():
     data = np.random.default_rng(1).normal(size=(8, 6)).astype("float32")
     result = _check(model, data, {"h": 1})
     assert result.folded == 1
+
+
+def test_a_residual_written_as_plus_is_a_merge():
+    """`h + r` in a functional model is a `keras.ops` Add node with no weights
+    (ConvNeXt's residuals): compacted like the Add layer, refused by name when
+    the branches keep different channels."""
+    def build():
+        x = keras.Input((8,))
+        h = keras.layers.Dense(6, activation="relu", name="h")(x)
+        r = keras.layers.Dense(6, activation="relu", name="r")(x)
+        return kl.wrap(keras.Model(x, keras.layers.Dense(2, name="out")(h + r)))
+
+    data = np.random.default_rng(0).normal(size=(8, 8)).astype("float32")
+    model = build()
+    _prune_units(model, "h/kernel", [2])
+    _prune_units(model, "r/kernel", [2])
+    _check(model, data, {"h": 1, "r": 1})
+    model = build()
+    _prune_units(model, "h/kernel", [2])
+    with pytest.raises(compaction.CompactionError, match=r"'add(_\d+)?' \(Add\).*branches"):
+        compaction.compact(model)

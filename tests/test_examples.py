@@ -444,3 +444,15 @@ def test_sparse_training_runs_every_method_and_resumes(tmp_path):
                  f"--output_dir={tmp_path / 'still'}")
     assert still.returncode != 0 and "rigl, set would never update" in still.stderr
     assert "Traceback" not in still.stderr
+
+
+@pytest.mark.parametrize("module", ["method_results", "method_trial", "quiet_start", "run_config"])
+def test_example_helper_docstrings(module):
+    """The shared helpers' docstring examples run (the scripts' own, which
+    define flags at import, run in their end-to-end tests)."""
+    import doctest
+    import importlib
+
+    result = doctest.testmod(importlib.import_module(module),
+                             optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+    assert result.failed == 0 and result.attempted > 0

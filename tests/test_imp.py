@@ -243,7 +243,7 @@ def test_verbose_prints_one_line_per_round(capsys):
     _fit(imp)
     lines = [l for l in capsys.readouterr().out.splitlines() if l.startswith("IMP round")]
     assert len(lines) == 3 and "100.00% of weights" in lines[0]
-    assert [l.split(" | ")[0] for l in lines] == ["IMP round 1/3", "IMP round 2/3", "IMP round 3/3"]
+    assert [l.split(" | ")[0] for l in lines] == ["IMP round 0/2", "IMP round 1/2", "IMP round 2/2"]
 
 
 def test_one_shot_prunes_to_final_target_once():

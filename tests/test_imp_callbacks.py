@@ -304,7 +304,7 @@ def test_the_summary_line_does_not_cut_the_progress_bar(capfd):
     model.fit(x, y, batch_size=16, epochs=2, callbacks=[imp], verbose=1)
     out = capfd.readouterr().out
     lines = [line for line in out.replace("\r", "\n").splitlines() if "IMP round" in line]
-    assert [line.split(" | ")[0] for line in lines] == ["IMP round 1/2", "IMP round 2/2"]
+    assert [line.split(" | ")[0] for line in lines] == ["IMP round 0/1", "IMP round 1/1"]
 
 
 def test_tfmot_polynomial_decay_default_frequency_in_subprocess():

