@@ -17,6 +17,7 @@ EXTRAS = {
 EXTRAS["test"] = sorted(
     {
         "pytest",
+        "pytest-xdist",
         "hypothesis",
         *EXTRAS["tfmot"],
         *EXTRAS["datasets"],

@@ -26,6 +26,23 @@ if keras.backend.backend() == "tensorflow":
     )
 
 
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers",
+        "backend_independent: its result cannot depend on the Keras backend (a subprocess "
+        "that picks its own, tfmot's Keras 2, structure-only analysis), or a faster test "
+        "covers its backend-sensitive part on every backend; runs on TensorFlow only.")
+
+
+def pytest_collection_modifyitems(config, items):
+    if keras.backend.backend() == "tensorflow":
+        return
+    skip = pytest.mark.skip(reason="backend-independent: runs once, on TensorFlow")
+    for item in items:
+        if item.get_closest_marker("backend_independent"):
+            item.add_marker(skip)
+
+
 _STRATEGIES = {}
 
 

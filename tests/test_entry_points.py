@@ -202,7 +202,8 @@ CELLS = {
 }
 # JAX and torch: the backend-sensitive cells on the families that differ most.
 SLICE = {"families": ("mlp", "lstm", "subclassed", "two_outputs"),
-         "cells": ("imp", "init_snip", "init_synflow", "dst_rigl", "one_shot_sparsegpt")}
+         "cells": ("imp", "init_snip", "init_synflow", "dst_rigl", "one_shot_sparsegpt"),
+         "pairs": {("mlp", "imp_channel")}}  # structured IMP and compact
 
 
 def _renamed(a, b):
@@ -220,7 +221,9 @@ class _none:
 def _cases():
     for family in model_families.FAMILIES:
         for cell in CELLS:
-            if TENSORFLOW or (family in SLICE["families"] and cell in SLICE["cells"]):
+            if TENSORFLOW or (family in SLICE["families"] and cell in SLICE["cells"]) or (
+                (family, cell) in SLICE["pairs"]
+            ):
                 yield pytest.param(family, cell, id=f"{family}-{cell}")
 
 

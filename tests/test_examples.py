@@ -271,33 +271,32 @@ def test_test_metrics_evaluates_every_best_and_round_end(tmp_path):
 
 def test_conv2_on_mock_cifar(tmp_path):
     out = tmp_path / "conv"
+    # XLA is tested by the LeNet run; compiling Conv-2 for it here costs a minute.
+    # A changed script flag is refused on resume: test_lenet_end_to_end_then_export
+    # (--rate, --output_rate) and test_every_flag_is_part_of_the_run_settings.
     flags = ["--depth=2", "--rounds=2", "--iterations=10", "--eval_every=10",
-             "--controls=reinit", "--export=false", f"--output_dir={out}"]
+             "--controls=reinit", "--export=false", "--jit_compile=false",
+             f"--output_dir={out}"]
     result = _run("conv.py", *flags, mock_tfds=60)
     assert result.returncode == 0, result.stderr[-3000:]
     rows = _check_run(out, ["ticket", "reinit"], rounds=2, trials=1)
     ticket = [r for r in rows if r["arm"] == "ticket"]
     # conv layers prune 10%, fc 20%, output 10%: overall density strictly between.
     assert 0.8 < ticket[1]["density"] < 0.9
-    other = _run("conv.py", *flags, "--learning_rate=0.01", mock_tfds=60)
-    assert other.returncode != 0 and "learning_rate: on disk" in other.stderr
+    assert json.loads((out / "config.json").read_text())["learning_rate"] == 2e-4
 
 
 def test_resnet20_on_mock_cifar_with_rewinding(tmp_path):
     out = tmp_path / "resnet"
     result = _run("resnet20.py", "--rounds=2", "--iterations=10", "--eval_every=10",
                   "--rewind_to=3", "--controls=", "--batch_size=8", "--export=false",
-                  f"--output_dir={out}", mock_tfds=60)
+                  "--jit_compile=false", f"--output_dir={out}", mock_tfds=60)
     assert result.returncode == 0, result.stderr[-3000:]
     rows = _check_run(out, ["ticket"], rounds=2, trials=1)
     config = json.loads((out / "config.json").read_text())
     assert config["scope"] == "global" and config["rewind_to"] == "3"
     assert config["warmup"] == 0 and config["weight_decay"] == 1e-4 and config["rate"] == 0.2
     assert rows[1]["density"] < 1.0
-    other = _run("resnet20.py", "--rounds=2", "--iterations=10", "--eval_every=10",
-                 "--rewind_to=3", "--controls=", "--batch_size=8", "--export=false",
-                 "--weight_decay=0.001", f"--output_dir={out}", mock_tfds=60)
-    assert other.returncode != 0 and "weight_decay: on disk" in other.stderr
 
 
 @pytest.mark.parametrize("script", ["lenet.py", "conv.py", "resnet20.py"])

@@ -326,6 +326,7 @@ def test_same_seed_same_masks_and_metrics():
     assert [r["val_loss"] for r in runs[0].results] == [r["val_loss"] for r in runs[1].results]
 
 
+@pytest.mark.backend_independent
 def test_tfmot_polynomial_decay_in_subprocess(tmp_path):
     if importlib.util.find_spec("tensorflow_model_optimization") is None:
         pytest.skip("tensorflow-model-optimization is not installed")

@@ -307,6 +307,7 @@ def test_the_summary_line_does_not_cut_the_progress_bar(capfd):
     assert [line.split(" | ")[0] for line in lines] == ["IMP round 0/1", "IMP round 1/1"]
 
 
+@pytest.mark.backend_independent
 def test_tfmot_polynomial_decay_default_frequency_in_subprocess():
     if importlib.util.find_spec("tensorflow_model_optimization") is None:
         pytest.skip("tensorflow-model-optimization is not installed")

@@ -148,6 +148,7 @@ def test_bad_arguments():
     assert "call" not in vars(model.get_layer("fc"))  # the capture hook is gone
 
 
+@pytest.mark.backend_independent
 def test_a_kerashub_decoder_every_projection_then_strip():
     keras_hub = pytest.importorskip("keras_hub")
     keras.utils.set_random_seed(0)

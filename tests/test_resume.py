@@ -91,6 +91,7 @@ def test_finished_run_reruns_nothing(tmp_path):
     assert [r["val_loss"] for r in again.results] == [r["val_loss"] for r in imp.results]
 
 
+@pytest.mark.backend_independent
 def test_sigkill_mid_round_then_resume(tmp_path):
     script = textwrap.dedent(
         f"""

@@ -83,6 +83,7 @@ def test_models_without_a_path_are_refused_with_the_reason():
         kl.xnnpack_sparse_path(Sub())
 
 
+@pytest.mark.backend_independent
 def test_keras_mobilenet_v2_is_refused_at_its_asymmetric_padding():
     # Walking back from the pooling, the first layer that breaks the path is
     # the last stride-2 depthwise conv, padded ((0, 1), (0, 1)) by Keras.
