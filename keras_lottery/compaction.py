@@ -173,15 +173,22 @@ class _Plan:
         self.weights = {id(op): [ops.convert_to_numpy(w) for w in getattr(op, "weights", [])]
                         for op, _, _ in nodes}
         self.consumers = {}
-        for index, (_, inputs, _) in enumerate(nodes):
+        self.producer = {}
+        for index, (_, inputs, outs) in enumerate(nodes):
             for tensor in inputs:
                 self.consumers.setdefault(id(tensor), []).append(index)
+            for tensor in outs:
+                self.producer[id(tensor)] = index
         self.needed = {}  # id(tensor) -> bool array over its channels
         self.kept = {}  # id(tensor) -> sorted kept channel indices
         self.fold = {}  # id(op) -> {unit: constant} folded away
         self.units_keep = {}  # id(op) -> bool per unit the layer keeps
         self.removed = {}
         self.folded = 0
+        # Per-tensor answers of the downstream walks, which every producer
+        # asks again (a DenseNet block's concatenations chain 100+ layers).
+        self._zero_memo = {}
+        self._fold_memo = {}
 
     # -------------------------------------------------------------- analyse
 
@@ -284,11 +291,13 @@ class _Plan:
         if isinstance(op, _MERGE_SAME) and _last_axis_aligned(inputs, outs):
             union = np.unique(np.concatenate(in_kept))
             if not all(np.array_equal(k, union) for k in in_kept):
+                writers = sorted({w for t in inputs for w in self._writers(t)})
                 raise CompactionError(
                     f"Layer '{name}' ({type(op).__name__}) merges inputs that keep "
-                    "different channels; compaction keeps what every branch of a "
-                    "residual needs only when the branches agree. Prune the branches "
-                    "of a residual together, or leave them dense."
+                    "different channels; compaction shrinks a residual only where its "
+                    "branches keep the same channels. Leave the layers that write into "
+                    f"it dense: wrap with exclude={writers} (or prune them with "
+                    "granularity='weight'), then compact."
                 )
             self.kept[id(outs[0])] = union
             return
@@ -308,6 +317,19 @@ class _Plan:
             )
         for tensor in outs:
             self.kept[id(tensor)] = np.arange(_width(tensor))
+
+    def _writers(self, tensor):
+        """The Dense/Conv layers whose units are the channels of `tensor`,
+        through channel-wise layers and merges (a residual stream's writers)."""
+        index = self.producer.get(id(tensor))
+        if index is None:
+            return []
+        op, inputs, _ = self.nodes[index]
+        if isinstance(op, _DENSE + _CONV):
+            return [op.name]
+        if isinstance(op, _MERGE_SAME + _NORM + _CHANNELWISE + _PADDING):
+            return [w for t in inputs for w in self._writers(t)]
+        return []
 
     def _owner_ok(self, op):
         if self.calls[id(op)] > 1:
@@ -339,6 +361,8 @@ class _Plan:
         """Per channel of `tensor`: does a 0 on it reach every Dense/Conv
         consumer as 0? A BatchNormalization maps 0 to its shift, an activation
         to `activation(0)`."""
+        if id(tensor) in self._zero_memo:
+            return self._zero_memo[id(tensor)]
         width = _width(tensor)
         ok = np.ones(width, bool)
         for index in self.consumers.get(id(tensor), []):
@@ -348,7 +372,7 @@ class _Plan:
             if isinstance(op, _NORM + _CHANNELWISE + _PADDING) and _channelwise_axis(op) and (
                 len(outs) == 1
             ):
-                through = np.array([_constant_through(op, c, 0.0) == 0 for c in range(width)])
+                through = self._constant_through(op, np.zeros(width, np.float32)) == 0
                 ok &= through & self._stays_zero(outs[0])
             elif isinstance(op, keras.layers.Flatten):
                 ok &= self._stays_zero(outs[0]).reshape(-1, width).all(axis=0)
@@ -360,11 +384,17 @@ class _Plan:
             # Merges and layers compaction cannot shrink: the unit counts as
             # removable, and `_forward` refuses, by name, a layer that would
             # then see fewer channels (or a merge whose branches disagree).
+        self._zero_memo[id(tensor)] = ok
         return ok
 
     def _can_fold(self, tensor):
         """Per channel: can a constant on this channel be folded into every
         consumer it reaches (exactly)?"""
+        if id(tensor) not in self._fold_memo:
+            self._fold_memo[id(tensor)] = self._can_fold_walk(tensor)
+        return self._fold_memo[id(tensor)]
+
+    def _can_fold_walk(self, tensor):
         width = _width(tensor)
         ok = np.ones(width, bool)
         for index in self.consumers.get(id(tensor), []):
@@ -384,6 +414,20 @@ class _Plan:
                 continue
             return np.zeros(width, bool)
         return ok & bool(self.consumers.get(id(tensor)))
+
+    def _constant_through(self, op, values):
+        """Per channel: the value a constant channel (`values`, one per
+        channel) has after the channel-wise layer `op`."""
+        if isinstance(op, _NORM):
+            named = dict(zip((w.name for w in op.weights), self.weights[id(op)]))
+            gamma = named.get("gamma", 1.0)
+            beta = named.get("beta", 0.0)
+            return (gamma * (values - named["moving_mean"])
+                    / np.sqrt(named["moving_variance"] + op.epsilon) + beta)
+        if isinstance(op, (keras.layers.Activation, keras.layers.ReLU, keras.layers.LeakyReLU,
+                           keras.layers.ELU)):
+            return np.asarray(ops.convert_to_numpy(op(ops.convert_to_tensor(values))))
+        return values  # dropout, noise (inference), pooling: a constant stays
 
     # ---------------------------------------------------------------- build
 
@@ -439,7 +483,10 @@ class _Plan:
                 for p in range(positions):
                     self._push_constant(outs[0], p * width + channel, value, deltas)
             else:  # channel-wise: the constant goes through the layer
-                self._push_constant(outs[0], channel, _constant_through(op, channel, value), deltas)
+                values = np.zeros(width, np.float32)
+                values[channel] = value
+                through = self._constant_through(op, values)[channel]
+                self._push_constant(outs[0], channel, float(through), deltas)
 
     def _sliced(self, op, in_keep, out_keep, delta):
         values = self.weights[id(op)]
@@ -517,15 +564,3 @@ def _activate(op, values):
     return np.asarray(ops.convert_to_numpy(activation(ops.convert_to_tensor(values))))
 
 
-def _constant_through(op, channel, value):
-    """The value a constant channel has after a channel-wise layer."""
-    if isinstance(op, _NORM):
-        values = {w.name: ops.convert_to_numpy(w)[channel] for w in op.weights}
-        gamma = values.get("gamma", 1.0)
-        beta = values.get("beta", 0.0)
-        return float(gamma * (value - values["moving_mean"])
-                     / np.sqrt(values["moving_variance"] + op.epsilon) + beta)
-    if isinstance(op, (keras.layers.Activation, keras.layers.ReLU, keras.layers.LeakyReLU,
-                       keras.layers.ELU)):
-        return float(ops.convert_to_numpy(op(ops.convert_to_tensor(np.float32([value]))))[0])
-    return value  # dropout, noise (inference), pooling: a constant stays

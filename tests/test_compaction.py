@@ -246,5 +246,16 @@ def test_a_residual_written_as_plus_is_a_merge():
     _check(model, data, {"h": 1, "r": 1})
     model = build()
     _prune_units(model, "h/kernel", [2])
-    with pytest.raises(compaction.CompactionError, match=r"'add(_\d+)?' \(Add\).*branches"):
+    with pytest.raises(compaction.CompactionError,
+                       match=r"'add(_\d+)?' \(Add\).*branches.*exclude=\['h', 'r'\]"):
         compaction.compact(model)
+    # The fix the refusal names works: the residual's writers left dense.
+    x = keras.Input((8,))
+    h = keras.layers.Dense(6, activation="relu", name="h")(x)
+    r = keras.layers.Dense(6, activation="relu", name="r")(x)
+    f = keras.layers.Dense(5, activation="relu", name="f")(x)
+    merged = h + r
+    model = kl.wrap(keras.Model(x, keras.layers.Dense(2, name="out")(
+        keras.layers.Concatenate()([merged, f]))), exclude=["h", "r"])
+    _prune_units(model, "f/kernel", [1])
+    _check(model, data, {"f": 1})
