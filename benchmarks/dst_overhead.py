@@ -80,8 +80,6 @@ def main(argv):
     timed = dst.updates[1:]
     phases = {name: round(1000 * float(np.median([u["phase_seconds"][name] for u in timed])), 2)
               for name in timed[0]["phase_seconds"]}
-    nonzero = [u["grow_candidates_nonzero"] for u in timed
-               if u["grow_candidates_nonzero"] is not None]
     selection = _selection_ms(model, np)
     ratios = sorted(u / s for u, s in zip(updates, steps))
     ratio = ratios[len(ratios) // 2]
@@ -98,8 +96,6 @@ def main(argv):
         "update_iteration_vs_step": round(1 + ratio, 2),
         "averaged_share": round(ratio / (FLAGS.update_every + ratio), 4),
         "update_phase_ms": phases,  # medians over the timed updates
-        "grow_candidates_nonzero": ([round(min(nonzero), 3), round(max(nonzero), 3)]
-                                    if nonzero else None),
         # Choosing 3% of the largest kernel's entries: NumPy's partition (what
         # the update uses) against keras.ops.top_k, medians of 20 calls.
         "selection_ms": selection,

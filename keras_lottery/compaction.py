@@ -309,10 +309,11 @@ class _Plan:
             self.kept[id(outs[0])] = np.concatenate(parts)
             return
         if not all(full):
+            writers = sorted({w for t, f in zip(inputs, full) if not f for w in self._writers(t)})
             raise CompactionError(
                 f"Layer '{name}' ({type(op).__name__}) would see fewer channels after "
                 "compaction, and compaction does not know how to shrink it. Leave the "
-                "layers that feed it dense (exclude them from wrapping), or compact "
+                f"layers that feed it dense (wrap with exclude={writers}), or compact "
                 "a model without it."
             )
         for tensor in outs:

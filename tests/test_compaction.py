@@ -259,3 +259,28 @@ def test_a_residual_written_as_plus_is_a_merge():
         keras.layers.Concatenate()([merged, f]))), exclude=["h", "r"])
     _prune_units(model, "f/kernel", [1])
     _check(model, data, {"f": 1})
+
+
+def test_a_layer_compaction_cannot_shrink_is_refused_with_its_writers():
+    """A layer compaction does not know (a custom one here) is refused by name,
+    with the layers to leave dense; leaving them dense, compaction works."""
+
+    class Doubled(keras.layers.Layer):
+        def call(self, x):
+            return x * 2.0
+
+    def build(exclude=None):
+        x = keras.Input((8,))
+        h = keras.layers.Dense(6, activation="relu", name="h")(x)
+        g = keras.layers.Dense(4, activation="relu", name="g")(Doubled(name="doubled")(h))
+        return kl.wrap(keras.Model(x, keras.layers.Dense(2, name="out")(g)), exclude=exclude)
+
+    model = build()
+    _prune_units(model, "h/kernel", [1])
+    with pytest.raises(compaction.CompactionError,
+                       match=r"'doubled' \(Doubled\) would see fewer channels.*exclude=\['h'\]"):
+        compaction.compact(model)
+    model = build(exclude=["h"])
+    _prune_units(model, "g/kernel", [3])
+    data = np.random.default_rng(0).normal(size=(8, 8)).astype("float32")
+    _check(model, data, {"g": 1})
