@@ -217,7 +217,7 @@ class _Plan:
 
     def _backward(self, op, inputs, outs, need_out):
         """What each input of `op` must provide for what its outputs must."""
-        if isinstance(op, _DENSE + _CONV) and self._owner_ok(op):
+        if _shrinkable(op) and self._owner_ok(op):
             kernel, bias = self._kernel_bias(op)
             units = self._units(op, kernel, bias, outs[0])
             keep = need_out[0] & (units != "zero")
@@ -258,7 +258,7 @@ class _Plan:
         in_kept = [self.kept[id(t)] for t in inputs]
         full = [len(k) == _width(t) for k, t in zip(in_kept, inputs)]
         name = op.name
-        if isinstance(op, _DENSE + _CONV) and self._owner_ok(op):
+        if _shrinkable(op) and self._owner_ok(op):
             keep = self.units_keep[id(op)]
             kernel, bias = self._kernel_bias(op)
             units = self._units(op, kernel, bias, outs[0])
@@ -310,8 +310,11 @@ class _Plan:
             return
         if not all(full):
             writers = sorted({w for t, f in zip(inputs, full) if not f for w in self._writers(t)})
+            kind = type(op).__name__
+            if getattr(op, "groups", 1) > 1:
+                kind += f", groups={op.groups}"
             raise CompactionError(
-                f"Layer '{name}' ({type(op).__name__}) would see fewer channels after "
+                f"Layer '{name}' ({kind}) would see fewer channels after "
                 "compaction, and compaction does not know how to shrink it. Leave the "
                 f"layers that feed it dense (wrap with exclude={writers}), or compact "
                 "a model without it."
@@ -402,7 +405,7 @@ class _Plan:
             op, inputs, outs = self.nodes[index]
             if isinstance(op, _DENSE):
                 continue
-            if isinstance(op, _CONV) and (
+            if _shrinkable(op) and isinstance(op, _CONV) and (
                 op.padding == "valid" or all(k == 1 for k in op.kernel_size)
             ):
                 continue
@@ -436,7 +439,7 @@ class _Plan:
         plan = self
         sizes = {}
         for op, inputs, outs in self.nodes:
-            if isinstance(op, _DENSE + _CONV):
+            if _shrinkable(op):
                 sizes[id(op)] = len(self.kept[id(outs[0])])
 
         def clone(layer):
@@ -491,7 +494,7 @@ class _Plan:
 
     def _sliced(self, op, in_keep, out_keep, delta):
         values = self.weights[id(op)]
-        if isinstance(op, _DENSE + _CONV):
+        if _shrinkable(op):
             kernel = np.take(np.take(values[0], in_keep[0], axis=-2), out_keep, axis=-1)
             result = [kernel]
             if op.use_bias:
@@ -551,6 +554,13 @@ def _channelwise_axis(op):
     if isinstance(axis, (list, tuple)):
         axis = axis[0] if len(axis) == 1 else None
     return axis in (-1, None) or (isinstance(axis, int) and axis > 0)
+
+
+def _shrinkable(op):
+    """A Dense or an ungrouped convolution: its units can go. A grouped
+    convolution (ConvNeXt's depthwise `Conv2D(groups=C)`) ties its input and
+    output channels in groups: it keeps all of them."""
+    return isinstance(op, _DENSE + _CONV) and getattr(op, "groups", 1) == 1
 
 
 def _last_axis_aligned(inputs, outs):

@@ -284,3 +284,28 @@ def test_a_layer_compaction_cannot_shrink_is_refused_with_its_writers():
     _prune_units(model, "g/kernel", [3])
     data = np.random.default_rng(0).normal(size=(8, 8)).astype("float32")
     _check(model, data, {"g": 1})
+
+
+def test_a_grouped_convolution_keeps_its_channels():
+    """ConvNeXt's depthwise `Conv2D(groups=C)` ties input and output channels
+    in groups: compaction keeps all of them, refusing by name (with the layers
+    to leave dense) when a pruned layer feeds it, and compacting around it
+    otherwise."""
+    def build(exclude=None):
+        x = keras.Input((6, 6, 3))
+        h = keras.layers.Conv2D(4, 1, activation="relu", name="c")(x)
+        h = keras.layers.Conv2D(4, 3, padding="same", groups=4, name="grouped")(h)
+        h = keras.layers.Conv2D(5, 1, activation="relu", name="d")(h)
+        h = keras.layers.GlobalAveragePooling2D()(h)
+        return kl.wrap(keras.Model(x, keras.layers.Dense(2, name="out")(h)), exclude=exclude)
+
+    data = np.random.default_rng(0).normal(size=(4, 6, 6, 3)).astype("float32")
+    model = build()
+    _prune_units(model, "c/kernel", [1])
+    with pytest.raises(compaction.CompactionError,
+                       match=r"'grouped' \(Conv2D, groups=4\) would see fewer.*exclude=\['c'\]"):
+        compaction.compact(model)
+    model = build(exclude=["c"])
+    _prune_units(model, "grouped/kernel", [2])  # kept (as zeros): its groups stay whole
+    _prune_units(model, "d/kernel", [0, 4])
+    _check(model, data, {"d": 2})
