@@ -8,7 +8,8 @@ equal); `kl.export_tflite` (the file's predictions checked against Keras by
 the export itself); channel-structured IMP and `kl.compact` (the smaller
 model checked against the masked one by `compact` itself; where channel IMP
 is refused for a layer kind, again with only Conv2D and Dense kernels
-wrapped, the workaround the refusal names). Each step passes,
+wrapped, the workaround the refusal names; where compact is refused, once more
+with the layers its refusal names left dense). Each step passes,
 or is refused with an error that names the layer and the reason: anything
 else (a crash, an error naming nothing) is a failure of this sweep.
 
@@ -137,7 +138,11 @@ def sweep_one(name, size, seed):
         return f"{result.bytes} bytes, max |diff| {result.max_abs_error:.2g}"
 
     def compact():
-        result = kl.compact(state["channel"], sample_inputs=x[:4])
+        try:
+            result = kl.compact(state["channel"], sample_inputs=x[:4])
+        except kl.CompactionError as error:
+            state["refusal"] = str(error)
+            raise
         row["compact_params"] = [result.params_before, result.params_after]
         return (f"{result.params_before} -> {result.params_after} params, "
                 f"{sum(result.removed.values())} units removed, {result.folded} folded")
@@ -145,15 +150,28 @@ def sweep_one(name, size, seed):
     if _step(row, "wrap", wrap) and _step(row, "imp", imp):
         _step(row, "strip", strip)
         _step(row, "tflite", export)
+    excluded = None
     if _step(row, "channel_imp", lambda: imp("channel")):
         _step(row, "compact", compact)
     elif "exclude it from wrapping" in row["channel_imp"]:
         # The workaround the refusal names: only Conv2D and Dense kernels pruned.
-        def plain_conv_or_dense(layer):
+        def excluded(layer):
             return not isinstance(layer, (keras.layers.Conv2D, keras.layers.Dense))
 
-        if _step(row, "channel_imp_excluding", lambda: imp("channel", plain_conv_or_dense)):
+        if _step(row, "channel_imp_excluding", lambda: imp("channel", excluded)):
             _step(row, "compact", compact)
+    if "refusal" in state and "exclude=[" in state["refusal"]:
+        # Followed once, as a user would: the layers the refusal names left dense.
+        import ast
+
+        names = set(ast.literal_eval(state["refusal"].split("exclude=", 1)[1].split("]")[0] + "]"))
+        row["compact_exclude"] = len(names)
+
+        def leave_dense(layer):
+            return layer.name in names or (excluded is not None and excluded(layer))
+
+        if _step(row, "channel_imp_following", lambda: imp("channel", leave_dense)):
+            _step(row, "compact_following", compact)
     keras.backend.clear_session()
     return row
 

@@ -188,6 +188,7 @@ class _Plan:
         # Per-tensor answers of the downstream walks, which every producer
         # asks again (a DenseNet block's concatenations chain 100+ layers).
         self._zero_memo = {}
+        self.problems = {"merge": [], "unknown": []}  # (layer, writers) compact cannot handle
         self._fold_memo = {}
 
     # -------------------------------------------------------------- analyse
@@ -203,6 +204,33 @@ class _Plan:
             self.kept[id(tensor)] = np.arange(_width(tensor))
         for operation, inputs, outs in self.nodes:
             self._forward(operation, inputs, outs)
+        self._refuse_problems()
+
+    def _refuse_problems(self):
+        """One refusal for every layer compaction cannot handle, with every
+        layer to leave dense (so following it once is enough)."""
+        sentences, writers = [], set()
+        for kind, what in (("merge", "inputs that keep different channels (compaction "
+                                     "shrinks a residual only where its branches keep the same "
+                                     "channels)"),
+                           ("unknown", "would see fewer channels after compaction, and "
+                                       "compaction does not know how to shrink {}")):
+            found = self.problems[kind]
+            if found:
+                one = len(found) == 1
+                names = ", ".join(label for label, _ in found)
+                verb = ("merges " if one else "merge ") if kind == "merge" else ""
+                sentences.append(f"{'Layer' if one else 'Layers'} {names} {verb}"
+                                 f"{what.format('it' if one else 'them')}.")
+                writers |= {w for _, ws in found for w in ws}
+        if sentences:
+            raise CompactionError(
+                " ".join(sentences) + " Leave the layers that write into "
+                + ("it" if sum(map(len, self.problems.values())) == 1 else "them")
+                + " dense: wrap "
+                f"with exclude={sorted(writers)} (or prune those with granularity='weight'), "
+                "then compact."
+            )
 
     def _need_of(self, tensor):
         need = self.needed.get(id(tensor))
@@ -291,14 +319,10 @@ class _Plan:
         if isinstance(op, _MERGE_SAME) and _last_axis_aligned(inputs, outs):
             union = np.unique(np.concatenate(in_kept))
             if not all(np.array_equal(k, union) for k in in_kept):
-                writers = sorted({w for t in inputs for w in self._writers(t)})
-                raise CompactionError(
-                    f"Layer '{name}' ({type(op).__name__}) merges inputs that keep "
-                    "different channels; compaction shrinks a residual only where its "
-                    "branches keep the same channels. Leave the layers that write into "
-                    f"it dense: wrap with exclude={writers} (or prune them with "
-                    "granularity='weight'), then compact."
-                )
+                # Recorded, not raised: the refusal names every such layer.
+                self.problems["merge"].append(
+                    (f"'{name}' ({type(op).__name__})",
+                     {w for t in inputs for w in self._writers(t)}))
             self.kept[id(outs[0])] = union
             return
         if isinstance(op, keras.layers.Concatenate) and op.axis in (-1, len(outs[0].shape) - 1):
@@ -309,16 +333,12 @@ class _Plan:
             self.kept[id(outs[0])] = np.concatenate(parts)
             return
         if not all(full):
-            writers = sorted({w for t, f in zip(inputs, full) if not f for w in self._writers(t)})
             kind = type(op).__name__
             if getattr(op, "groups", 1) > 1:
                 kind += f", groups={op.groups}"
-            raise CompactionError(
-                f"Layer '{name}' ({kind}) would see fewer channels after "
-                "compaction, and compaction does not know how to shrink it. Leave the "
-                f"layers that feed it dense (wrap with exclude={writers}), or compact "
-                "a model without it."
-            )
+            self.problems["unknown"].append(
+                (f"'{name}' ({kind})",
+                 {w for t, f in zip(inputs, full) if not f for w in self._writers(t)}))
         for tensor in outs:
             self.kept[id(tensor)] = np.arange(_width(tensor))
 

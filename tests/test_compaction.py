@@ -309,3 +309,27 @@ def test_a_grouped_convolution_keeps_its_channels():
     _prune_units(model, "grouped/kernel", [2])  # kept (as zeros): its groups stay whole
     _prune_units(model, "d/kernel", [0, 4])
     _check(model, data, {"d": 2})
+
+
+def test_one_refusal_names_every_residual_and_every_writer():
+    """Two residuals whose branches disagree: the refusal names both, and the
+    layers to leave dense for all of them, so following it once compacts."""
+    def build(exclude=None):
+        x = keras.Input((8,))
+        s1 = keras.layers.Dense(6, name="a")(x) + keras.layers.Dense(6, name="b")(x)
+        s2 = s1 + keras.layers.Dense(6, name="c")(s1)
+        f = keras.layers.Dense(5, activation="relu", name="f")(x)
+        merged = keras.layers.Concatenate()([s2, f])
+        return kl.wrap(keras.Model(x, keras.layers.Dense(2, name="out")(merged)), exclude=exclude)
+
+    model = build()
+    _prune_units(model, "a/kernel", [1])
+    _prune_units(model, "c/kernel", [4])
+    with pytest.raises(compaction.CompactionError,
+                       match=r"Layers 'add(_\d+)?' \(Add\), 'add(_\d+)?' \(Add\) merge inputs.*"
+                             r"exclude=\['a', 'b', 'c'\]"):
+        compaction.compact(model)
+    model = build(exclude=["a", "b", "c"])
+    _prune_units(model, "f/kernel", [0])
+    data = np.random.default_rng(0).normal(size=(8, 8)).astype("float32")
+    _check(model, data, {"f": 1})
