@@ -155,13 +155,7 @@ def plot(rows, path):
 
 def main(argv):
     del argv
-    import quiet_start
-
-    quiet_start.start_tensorflow()
-    import method_trial
-    import run_config
-    from keras_lottery import file_io
-    from run_directory import RunDirectory
+    import method_trial  # flag checks first: a refusal does not wait for TensorFlow
 
     unknown = sorted(set(FLAGS.methods) - set(METHODS))
     if unknown or not FLAGS.methods:
@@ -175,6 +169,13 @@ def main(argv):
             densities, FLAGS.rounds_to_first, "imp" in FLAGS.methods)
     except ValueError as error:
         raise app.UsageError(f"--densities={FLAGS.densities}: {error}") from None
+    import quiet_start
+
+    quiet_start.start_tensorflow()
+    import run_config
+    from keras_lottery import file_io
+    from run_directory import RunDirectory
+
     start = time.perf_counter()
     try:
         data = method_trial.load_data(FLAGS.dataset, FLAGS.seed, FLAGS.train_examples)

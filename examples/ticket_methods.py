@@ -99,21 +99,21 @@ def run_cell(trial, method, density, imp_masks):
 
 def main(argv):
     del argv
-    import quiet_start
-
-    quiet_start.start_tensorflow()
-    densities = _check_flags()
-    import method_results
+    densities = _check_flags()  # before TensorFlow starts: a refusal is quick
     import method_trial
-    import run_config
-    from keras_lottery import file_io
-    from run_directory import RunDirectory
 
     try:
         rate, rounds, imp_round = method_trial.checked_plan(
             densities, FLAGS.rounds_to_first, "imp" in FLAGS.methods)
     except ValueError as error:
         raise app.UsageError(f"--densities={FLAGS.densities}: {error}") from None
+    import quiet_start
+
+    quiet_start.start_tensorflow()
+    import method_results
+    import run_config
+    from keras_lottery import file_io
+    from run_directory import RunDirectory
     start = time.perf_counter()
     try:
         data = method_trial.load_data(FLAGS.dataset, FLAGS.seed, FLAGS.train_examples)
