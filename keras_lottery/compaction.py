@@ -189,6 +189,7 @@ class _Plan:
         # asks again (a DenseNet block's concatenations chain 100+ layers).
         self._zero_memo = {}
         self.problems = {"merge": [], "unknown": []}  # (layer, writers) compact cannot handle
+        self.merge_writers = set()
         self._fold_memo = {}
 
     # -------------------------------------------------------------- analyse
@@ -207,8 +208,9 @@ class _Plan:
         self._refuse_problems()
 
     def _refuse_problems(self):
-        """One refusal for every layer compaction cannot handle, with every
-        layer to leave dense (so following it once is enough)."""
+        """One refusal for every layer compaction cannot handle, with the
+        layers to leave dense: for a residual, the writers of every residual
+        stream (retrained with fewer left dense, another one may disagree)."""
         sentences, writers = [], set()
         for kind, what in (("merge", "inputs that keep different channels (compaction "
                                      "shrinks a residual only where its branches keep the same "
@@ -223,6 +225,8 @@ class _Plan:
                 sentences.append(f"{'Layer' if one else 'Layers'} {names} {verb}"
                                  f"{what.format('it' if one else 'them')}.")
                 writers |= {w for _, ws in found for w in ws}
+        if self.problems["merge"]:
+            writers |= self.merge_writers  # every residual stream left dense
         if sentences:
             raise CompactionError(
                 " ".join(sentences) + " Leave the layers that write into "
@@ -317,6 +321,9 @@ class _Plan:
                 [p * channels + c for p in range(positions) for c in in_kept[0]], int)
             return
         if isinstance(op, _MERGE_SAME) and _last_axis_aligned(inputs, outs):
+            # Every merge's writers, agreeing or not: retrained with only the
+            # disagreeing ones left dense, other residuals can disagree next.
+            self.merge_writers |= {w for t in inputs for w in self._writers(t)}
             union = np.unique(np.concatenate(in_kept))
             if not all(np.array_equal(k, union) for k in in_kept):
                 # Recorded, not raised: the refusal names every such layer.

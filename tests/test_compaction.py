@@ -329,6 +329,13 @@ def test_one_refusal_names_every_residual_and_every_writer():
                        match=r"Layers 'add(_\d+)?' \(Add\), 'add(_\d+)?' \(Add\) merge inputs.*"
                              r"exclude=\['a', 'b', 'c'\]"):
         compaction.compact(model)
+    # Only the first residual disagrees here, but retrained with only its
+    # writers left dense the second one could: the refusal names both streams'.
+    model = build()
+    _prune_units(model, "a/kernel", [1])
+    with pytest.raises(compaction.CompactionError,
+                       match=r"Layer 'add(_\d+)?' \(Add\) merges inputs.*exclude=\['a', 'b', 'c'\]"):
+        compaction.compact(model)
     model = build(exclude=["a", "b", "c"])
     _prune_units(model, "f/kernel", [0])
     data = np.random.default_rng(0).normal(size=(8, 8)).astype("float32")
