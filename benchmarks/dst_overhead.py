@@ -80,7 +80,7 @@ def main(argv):
     timed = dst.updates[1:]
     phases = {name: round(1000 * float(np.median([u["phase_seconds"][name] for u in timed])), 2)
               for name in timed[0]["phase_seconds"]}
-    selection = _selection_ms(model, np)
+    selection = _selection_ms(model)
     ratios = sorted(u / s for u, s in zip(updates, steps))
     ratio = ratios[len(ratios) // 2]
     step, update = float(np.median(steps)), float(np.median(updates))
@@ -104,8 +104,9 @@ def main(argv):
     print(json.dumps(result, indent=1))
 
 
-def _selection_ms(model, np):
+def _selection_ms(model):
     import keras
+    import numpy as np
 
     kernel = max((w for w in model.trainable_weights if len(w.shape) >= 2),
                  key=lambda w: int(np.prod(w.shape)))

@@ -188,9 +188,10 @@ class _Plan:
         # Per-tensor answers of the downstream walks, which every producer
         # asks again (a DenseNet block's concatenations chain 100+ layers).
         self._zero_memo = {}
+        self._fold_memo = {}
+        self._writers_memo = {}
         self.problems = {"merge": [], "unknown": []}  # (layer, writers) compact cannot handle
         self.merge_writers = set()
-        self._fold_memo = {}
 
     # -------------------------------------------------------------- analyse
 
@@ -211,30 +212,33 @@ class _Plan:
         """One refusal for every layer compaction cannot handle, with the
         layers to leave dense: for a residual, the writers of every residual
         stream (retrained with fewer left dense, another one may disagree)."""
-        sentences, writers = [], set()
-        for kind, what in (("merge", "inputs that keep different channels (compaction "
-                                     "shrinks a residual only where its branches keep the same "
-                                     "channels)"),
-                           ("unknown", "would see fewer channels after compaction, and "
-                                       "compaction does not know how to shrink {}")):
-            found = self.problems[kind]
-            if found:
-                one = len(found) == 1
-                names = ", ".join(label for label, _ in found)
-                verb = ("merges " if one else "merge ") if kind == "merge" else ""
-                sentences.append(f"{'Layer' if one else 'Layers'} {names} {verb}"
-                                 f"{what.format('it' if one else 'them')}.")
-                writers |= {w for _, ws in found for w in ws}
-        if self.problems["merge"]:
+        merges, unknown = self.problems["merge"], self.problems["unknown"]
+        if not merges and not unknown:
+            return
+
+        def layers(found):
+            names = ", ".join(label for label, _ in found)
+            return ("Layer " if len(found) == 1 else "Layers ") + names
+
+        sentences = []
+        if merges:
+            sentences.append(
+                f"{layers(merges)} {'merges' if len(merges) == 1 else 'merge'} inputs that keep "
+                "different channels (compaction shrinks a residual only where its branches "
+                "keep the same channels).")
+        if unknown:
+            sentences.append(
+                f"{layers(unknown)} would see fewer channels after compaction, and compaction "
+                f"does not know how to shrink {'it' if len(unknown) == 1 else 'them'}.")
+        writers = {w for _, ws in merges + unknown for w in ws}
+        if merges:
             writers |= self.merge_writers  # every residual stream left dense
-        if sentences:
-            raise CompactionError(
-                " ".join(sentences) + " Leave the layers that write into "
-                + ("it" if sum(map(len, self.problems.values())) == 1 else "them")
-                + " dense: wrap "
-                f"with exclude={sorted(writers)} (or prune those with granularity='weight'), "
-                "then compact."
-            )
+        target = "it" if len(merges) + len(unknown) == 1 else "them"
+        raise CompactionError(
+            f"{' '.join(sentences)} Leave the layers that write into {target} dense: wrap "
+            f"with exclude={sorted(writers)} (or prune those with granularity='weight'), "
+            "then compact."
+        )
 
     def _need_of(self, tensor):
         need = self.needed.get(id(tensor))
@@ -323,13 +327,12 @@ class _Plan:
         if isinstance(op, _MERGE_SAME) and _last_axis_aligned(inputs, outs):
             # Every merge's writers, agreeing or not: retrained with only the
             # disagreeing ones left dense, other residuals can disagree next.
-            self.merge_writers |= {w for t in inputs for w in self._writers(t)}
+            writers = set().union(*(self._writers(t) for t in inputs))
+            self.merge_writers |= writers
             union = np.unique(np.concatenate(in_kept))
             if not all(np.array_equal(k, union) for k in in_kept):
                 # Recorded, not raised: the refusal names every such layer.
-                self.problems["merge"].append(
-                    (f"'{name}' ({type(op).__name__})",
-                     {w for t in inputs for w in self._writers(t)}))
+                self.problems["merge"].append((f"'{name}' ({type(op).__name__})", writers))
             self.kept[id(outs[0])] = union
             return
         if isinstance(op, keras.layers.Concatenate) and op.axis in (-1, len(outs[0].shape) - 1):
@@ -345,22 +348,26 @@ class _Plan:
                 kind += f", groups={op.groups}"
             self.problems["unknown"].append(
                 (f"'{name}' ({kind})",
-                 {w for t, f in zip(inputs, full) if not f for w in self._writers(t)}))
+                 set().union(*(self._writers(t) for t, f in zip(inputs, full) if not f))))
         for tensor in outs:
             self.kept[id(tensor)] = np.arange(_width(tensor))
 
     def _writers(self, tensor):
         """The Dense/Conv layers whose units are the channels of `tensor`,
-        through channel-wise layers and merges (a residual stream's writers)."""
+        through channel-wise layers and merges (a residual stream's writers).
+        Memoized: every merge of a residual chain asks about the ones before."""
+        if id(tensor) in self._writers_memo:
+            return self._writers_memo[id(tensor)]
         index = self.producer.get(id(tensor))
-        if index is None:
-            return []
-        op, inputs, _ = self.nodes[index]
-        if isinstance(op, _DENSE + _CONV):
-            return [op.name]
-        if isinstance(op, _MERGE_SAME + _NORM + _CHANNELWISE + _PADDING):
-            return [w for t in inputs for w in self._writers(t)]
-        return []
+        writers = frozenset()
+        if index is not None:
+            op, inputs, _ = self.nodes[index]
+            if isinstance(op, _DENSE + _CONV):
+                writers = frozenset([op.name])
+            elif isinstance(op, _MERGE_SAME + _NORM + _CHANNELWISE + _PADDING):
+                writers = frozenset().union(*(self._writers(t) for t in inputs))
+        self._writers_memo[id(tensor)] = writers
+        return writers
 
     def _owner_ok(self, op):
         if self.calls[id(op)] > 1:
