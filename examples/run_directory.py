@@ -34,7 +34,9 @@ class RunDirectory:
     """
 
     def __init__(self, path, chief=True):
-        self.path = path
+        # Absolute, so that a path from `file()` handed back to `write_json`
+        # is not joined to a relative --output_dir a second time.
+        self.path = os.path.abspath(path)
         self.chief = chief
 
     def prepare(self, settings, trials):

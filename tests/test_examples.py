@@ -344,6 +344,17 @@ def test_every_flag_is_part_of_the_run_settings(tmp_path):
         RunDirectory(str(tmp_path)).prepare(settings(), trials=1)
 
 
+def test_an_arm_written_under_a_relative_output_dir_is_found_on_resume(tmp_path, monkeypatch):
+    from run_directory import RunDirectory
+
+    monkeypatch.chdir(tmp_path)
+    directory = RunDirectory("runs/relative")
+    directory.write_json(directory.arm_file(0, "ticket"), {"rows": [{"round": 0}], "curve": []})
+    assert (tmp_path / "runs/relative/trial0/ticket.json").exists()
+    assert not (tmp_path / "runs/relative/runs").exists()
+    assert RunDirectory("runs/relative").load_arm(0, "ticket")["rows"] == [{"round": 0}]
+
+
 def test_tfds_loader_on_mock_data():
     tfds = pytest.importorskip("tensorflow_datasets")
     with tfds.testing.mock_data(num_examples=48):
