@@ -353,7 +353,13 @@ def strip(model, dtype=None):
         config = _with_dtype_policy(config, dtype)
     # The classes of the model's own layers rebuild it even when they are not
     # registered as serializable (they are at hand: the model holds them).
-    classes = {type(layer).__name__: type(layer) for layer, _ in layer_tree.walk(model)}
+    # Keras' own classes stay out: their names are not unique (`layers.Add`
+    # and the `x + y` operation `ops.numpy.Add`), their configs say which.
+    classes = {
+        type(layer).__name__: type(layer)
+        for layer, _ in layer_tree.walk(model)
+        if not type(layer).__module__.startswith("keras.")
+    }
     try:
         with keras.saving.custom_object_scope(classes):
             copy = keras.saving.deserialize_keras_object(config)
@@ -363,9 +369,9 @@ def strip(model, dtype=None):
         raise ValueError(
             f"keras_lottery.strip copies a model through its config, and model "
             f"'{model.name}' ({type(model).__name__}) cannot be rebuilt from it "
-            f"({type(error).__name__}: {error}). Give the class a get_config() "
-            "that returns its __init__ arguments (Keras' `.keras` saving needs "
-            "the same)."
+            f"({type(error).__name__}: {error}). Give the class that fails a "
+            "get_config() that returns its __init__ arguments (Keras' `.keras` "
+            "saving needs the same)."
         ) from error
     for p in prunable_weights(copy):  # LotteryWrappers a subclassed model re-creates
         weight_state.detach(p.owner, p.variable)

@@ -161,6 +161,21 @@ def test_strip_nested_model_and_lottery_wrapper_layers():
     assert "LotteryWrapper" not in {type(l).__name__ for l in stripped.get_layer("block").layers}
 
 
+def test_strip_tells_a_merge_layer_from_an_operation_of_the_same_name():
+    # MobileNetV3 holds both `layers.Add` (residuals) and the `x + 3.0`
+    # operation `ops.numpy.Add`; both are "Add" in the config.
+    inputs = keras.Input((12,))
+    hidden = keras.layers.Dense(8, name="fc")(inputs)
+    hidden = keras.layers.Add()([hidden, keras.layers.ReLU(6.0)(hidden + 3.0)])
+    model = kl.wrap(keras.Model(inputs, keras.layers.Dense(2, name="head")(hidden)))
+    rng = np.random.default_rng(0)
+    kl.set_masks(model, {k: rng.random(m.shape) < 0.5 for k, m in kl.get_masks(model).items()})
+    stripped = kl.strip(model)
+    x, _ = classification_data()
+    np.testing.assert_array_equal(_np(model(x)), _np(stripped(x)))
+    assert not kl.prunable_weights(stripped)
+
+
 def test_strip_unbuilt_model_error():
     with pytest.raises(ValueError, match="not built"):
         kl.strip(keras.Sequential([keras.layers.Dense(2)]))
