@@ -15,7 +15,7 @@ whose output is a non-zero constant (a bias through the activation, or a 0
 that a BatchNormalization shifts: `Conv2D(activation="relu")` then
 `BatchNormalization`) is folded into the biases of its consumers where
 that is exact (Dense layers, and convolutions with "valid" padding or a
-1x1 kernel, through activations, pooling, dropout, batch normalization,
+1x1 kernel, that have a bias, through activations, pooling, dropout, batch normalization,
 cropping, upsampling and Flatten); elsewhere (zero padding, for one) it
 stays. Merges are handled: an `Add` keeps a channel
 any of its inputs needs, a `Concatenate` maps channels by offset. A layer
@@ -197,6 +197,7 @@ class _Plan:
 
     def analyse(self):
         outputs = keras_internals.model_outputs(self.model)
+        self.output_ids = {id(tensor) for tensor in outputs}
         for tensor in outputs:
             self.needed[id(tensor)] = np.ones(_width(tensor), bool)
         for operation, inputs, outs in reversed(self.nodes):
@@ -364,7 +365,9 @@ class _Plan:
             op, inputs, _ = self.nodes[index]
             if isinstance(op, _DENSE + _CONV):
                 writers = frozenset([op.name])
-            elif isinstance(op, _MERGE_SAME + _NORM + _CHANNELWISE + _PADDING):
+            elif isinstance(op, _MERGE_SAME + _NORM + _CHANNELWISE + _PADDING + _DEPTHWISE):
+                # A depthwise convolution's channels are its input's: their
+                # writers are upstream (MobileNet's expand convolutions).
                 writers = frozenset().union(*(self._writers(t) for t in inputs))
         self._writers_memo[id(tensor)] = writers
         return writers
@@ -402,7 +405,9 @@ class _Plan:
         if id(tensor) in self._zero_memo:
             return self._zero_memo[id(tensor)]
         width = _width(tensor)
-        ok = np.ones(width, bool)
+        # A channel of the model's output is part of what the model returns:
+        # a 0 there stays, or the compacted model's outputs change shape.
+        ok = np.full(width, id(tensor) not in self.output_ids)
         for index in self.consumers.get(id(tensor), []):
             op, inputs, outs = self.nodes[index]
             if isinstance(op, _DENSE + _CONV):
@@ -437,6 +442,8 @@ class _Plan:
         ok = np.ones(width, bool)
         for index in self.consumers.get(id(tensor), []):
             op, inputs, outs = self.nodes[index]
+            if isinstance(op, _DENSE + _CONV) and not op.use_bias:
+                return np.zeros(width, bool)  # no bias to take the constant: kept
             if isinstance(op, _DENSE):
                 continue
             if _shrinkable(op) and isinstance(op, _CONV) and (
@@ -534,11 +541,6 @@ class _Plan:
             if op.use_bias:
                 bias = values[1] + delta.get("bias", 0.0)
                 result.append(bias[out_keep].astype(values[1].dtype))
-            elif "bias" in delta:
-                raise CompactionError(
-                    f"Layer '{op.name}' has no bias to take a folded constant; "
-                    "give it use_bias=True or keep the constant units."
-                )
             return result
         if isinstance(op, _DEPTHWISE):
             kernel = np.take(values[0], in_keep[0], axis=-2)
@@ -560,6 +562,13 @@ def _verify(plain, compacted, sample_inputs, tolerance):
     got = keras.tree.flatten(compacted(sample_inputs, training=False))
     for index, (a, b) in enumerate(zip(expected, got)):
         a, b = ops.convert_to_numpy(a), ops.convert_to_numpy(b)
+        if a.shape != b.shape:
+            raise CompactionError(
+                f"The compacted model's output {index} has shape {b.shape}, the masked "
+                f"model's {a.shape}; nothing was returned. This is a compaction bug: export "
+                "the ticket uncompacted (keras_lottery.export_tflite(ticket, ...)) and "
+                "please report the model's layers."
+            )
         error = float(np.abs(a - b).max()) if a.size else 0.0
         if not error <= tolerance * max(1.0, float(np.abs(a).max(initial=0.0))):
             raise CompactionError(

@@ -216,6 +216,62 @@ def test_conv_relu_then_batchnorm_folds_the_shift_of_a_pruned_channel(padding):
     assert result.folded == sum(removed.values())
 
 
+def test_a_constant_channel_into_a_layer_without_bias_is_kept():
+    """MobileNetV2's expand convolutions have no bias: a pruned filter's BN
+    shift cannot be folded into them, so the channel stays (it was refused)."""
+    x = keras.Input((6, 6, 3))
+    h = keras.layers.Conv2D(6, 1, activation="relu", name="c1")(x)
+    h = keras.layers.BatchNormalization(name="bn1")(h)
+    h = keras.layers.Conv2D(4, 1, use_bias=False, name="expand")(h)
+    h = keras.layers.GlobalAveragePooling2D()(h)
+    model = kl.wrap(keras.Model(x, keras.layers.Dense(2, name="out")(h)))
+    for weight in model.get_layer("bn1").weights:
+        weight.assign(np.random.default_rng(0).random(weight.shape).astype("float32") + 0.5)
+    _prune_units(model, "c1/kernel", [2, 5])
+    _prune_units(model, "expand/kernel", [1], zero_bias=False)
+    data = np.random.default_rng(1).normal(size=(4, 6, 6, 3)).astype("float32")
+    result = _check(model, data, {"expand": 1})
+    assert result.folded == 0 and result.model.get_layer("c1").filters == 6
+
+
+def test_the_writers_of_a_stream_are_found_through_a_depthwise_convolution():
+    """A depthwise convolution passes its input's channels on: the layer to
+    leave dense behind a disagreeing merge is the convolution before it."""
+    def build(exclude=None):
+        x = keras.Input((6, 6, 4))
+        h = keras.layers.Conv2D(8, 1, activation="relu", name="expand")(x)
+        h = keras.layers.DepthwiseConv2D(3, padding="same", name="dw")(h)
+        gate = keras.layers.Conv2D(8, 1, activation="sigmoid", name="gate")(x)
+        h = keras.layers.Multiply(name="mul")([h, gate])
+        h = keras.layers.GlobalAveragePooling2D()(h)
+        h = keras.layers.Dense(5, activation="relu", name="fc")(h)
+        return kl.wrap(keras.Model(x, keras.layers.Dense(2, name="out")(h)),
+                       exclude=exclude or ["dw"])
+
+    model = build()
+    _prune_units(model, "expand/kernel", [3])
+    with pytest.raises(compaction.CompactionError,
+                       match=r"'mul' \(Multiply\).*exclude=\['expand', 'gate'\]"):
+        compaction.compact(model)
+    model = build(exclude=["dw", "expand", "gate"])
+    _prune_units(model, "fc/kernel", [1])
+    data = np.random.default_rng(0).normal(size=(4, 6, 6, 4)).astype("float32")
+    _check(model, data, {"fc": 1})
+
+
+def test_a_model_output_keeps_its_units():
+    """An output unit pruned whole still is an output: the compacted model
+    returns the same shape (its 0 column), it does not drop it."""
+    x = keras.Input((6,))
+    h = keras.layers.Dense(5, activation="relu", name="h")(x)
+    model = kl.wrap(keras.Model(x, keras.layers.Dense(3, name="out")(h)))
+    _prune_units(model, "out/kernel", [1])
+    _prune_units(model, "h/kernel", [0])
+    data = np.random.default_rng(0).normal(size=(4, 6)).astype("float32")
+    result = _check(model, data, {"h": 1})
+    assert result.model.output_shape == (None, 3)
+
+
 def test_a_zero_channel_into_a_sigmoid_is_not_dropped():
     """sigmoid(0) = 0.5: a filter whose output is exactly 0 still feeds the
     next layer a constant."""
