@@ -3,22 +3,22 @@ assertions: timings are for benchmarks/, not tests)."""
 
 import json
 import os
-import subprocess
 import sys
 
 import pytest
+
+import script_runner
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _step_time(tmp_path, name, backends, models):
     out = tmp_path / f"{name}.json"
-    result = subprocess.run(
-        [sys.executable, os.path.join(ROOT, "benchmarks", "step_time.py"),
-         f"--backends={','.join(backends)}", f"--models={','.join(models)}",
+    result = script_runner.run_script(
+        os.path.join(ROOT, "benchmarks", "step_time.py"),
+        [f"--backends={','.join(backends)}", f"--models={','.join(models)}",
          "--steps=10", "--conv_steps=1", "--repeats=1", "--settings=first", f"--output={out}"],
-        capture_output=True, text=True, timeout=900,
-        env={**os.environ, "PYTHONPATH": ROOT},
+        env={**os.environ, "PYTHONPATH": ROOT}, cwd=ROOT,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "| model | backend |" in result.stdout
@@ -54,10 +54,10 @@ def test_competitors_harness_produces_every_row(tmp_path):
     tools += ["tfmot"] if _importable("tensorflow_model_optimization") and _importable("tf_keras") else []
     tools += ["torch_prune"] if _importable("torch") else []
     out = tmp_path / "competitors.json"
-    result = subprocess.run(
-        [sys.executable, os.path.join(ROOT, "benchmarks", "competitors.py"),
-         f"--tools={','.join(tools)}", "--steps=5", "--repeats=2", f"--output={out}"],
-        capture_output=True, text=True, timeout=900, env={**os.environ, "PYTHONPATH": ROOT},
+    result = script_runner.run_script(
+        os.path.join(ROOT, "benchmarks", "competitors.py"),
+        [f"--tools={','.join(tools)}", "--steps=5", "--repeats=2", f"--output={out}"],
+        env={**os.environ, "PYTHONPATH": ROOT}, cwd=ROOT,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     data = json.loads(out.read_text())
@@ -79,10 +79,10 @@ def test_competitors_harness_produces_every_row(tmp_path):
 
 def test_imp_overheads_harness_produces_every_row(tmp_path):
     out = tmp_path / "imp_overheads.json"
-    result = subprocess.run(
-        [sys.executable, os.path.join(ROOT, "benchmarks", "imp_overheads.py"),
-         "--rounds=3", "--steps=10", "--global_weights=200000", f"--output={out}"],
-        capture_output=True, text=True, timeout=900, env={**os.environ, "PYTHONPATH": ROOT},
+    result = script_runner.run_script(
+        os.path.join(ROOT, "benchmarks", "imp_overheads.py"),
+        ["--rounds=3", "--steps=10", "--global_weights=200000", f"--output={out}"],
+        env={**os.environ, "PYTHONPATH": ROOT}, cwd=ROOT,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     data = json.loads(out.read_text())

@@ -5,7 +5,6 @@ import json
 import os
 import pathlib
 import struct
-import subprocess
 import sys
 
 import numpy as np
@@ -15,6 +14,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "examples"))
 
 import common  # noqa: E402
+import script_runner  # noqa: E402
 
 
 def _write_idx(path, array, compress):
@@ -69,22 +69,12 @@ def test_unknown_dataset():
         common.load_dataset("cifar100")
 
 
-def _run(script, *args, mock_tfds=None):
+def _run(script, *args, mock_tfds=None, fresh=False):
+    """The script as a user runs it (a new process, see script_runner)."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), "KERAS_BACKEND": "tensorflow"}
     env.pop("TF_CPP_MIN_LOG_LEVEL", None)  # the scripts' own default, as a user gets it
-    path = str(ROOT / "examples" / script)
-    if mock_tfds is None:
-        command = [sys.executable, path, *args]
-    else:
-        # tensorflow-datasets' mock serves fake cifar10/mnist without a download.
-        code = (
-            "import runpy, sys, tensorflow_datasets as tfds\n"
-            f"sys.argv = {[path, *args]!r}\n"
-            f"with tfds.testing.mock_data(num_examples={mock_tfds}):\n"
-            f"    runpy.run_path({path!r}, run_name='__main__')\n"
-        )
-        command = [sys.executable, "-c", code]
-    return subprocess.run(command, capture_output=True, text=True, timeout=900, env=env, cwd=str(ROOT))
+    return script_runner.run_script(ROOT / "examples" / script, args, env=env, cwd=ROOT,
+                                    mock_tfds=mock_tfds, fresh=fresh)
 
 
 TINY = ["--rounds=3", "--iterations=20", "--eval_every=10", "--trials=2"]
@@ -111,7 +101,8 @@ def _check_run(out, arms, rounds=3, trials=2):
 
 def test_lenet_end_to_end_then_export(tmp_path):
     out = tmp_path / "run"
-    result = _run("lenet.py", *TINY, f"--output_dir={out}")
+    # A new interpreter: the start-up lines checked below come before TensorFlow loads.
+    result = _run("lenet.py", *TINY, f"--output_dir={out}", fresh=True)
     assert result.returncode == 0, result.stderr[-3000:]
     rows = _check_run(out, ["ticket", "reinit", "random_prune"])
     ticket = [r for r in rows if r["arm"] == "ticket" and r["trial"] == 0]
@@ -193,11 +184,15 @@ def test_lenet_multiworker_two_processes(tmp_path):
                    "TF_CONFIG": json.dumps({
                        "cluster": {"worker": [f"127.0.0.1:{p}" for p in ports]},
                        "task": {"type": "worker", "index": index}})}
-            workers.append(subprocess.Popen(
-                [sys.executable, str(ROOT / "examples" / "lenet.py"), *flags,
-                 "--distribute=multiworker", f"--output_dir={out}"],
-                env=env, cwd=str(ROOT), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
-        outputs = [w.communicate(timeout=600) for w in workers]
+            workers.append(script_runner.start_script(
+                ROOT / "examples" / "lenet.py", [*flags, "--distribute=multiworker",
+                                                 f"--output_dir={out}"],
+                env=env, cwd=ROOT, stdout_path=tmp_path / f"worker{index}.out",
+                stderr_path=tmp_path / f"worker{index}.err"))
+        for w in workers:
+            w.wait(timeout=600)
+        outputs = [((tmp_path / f"worker{i}.out").read_text(), (tmp_path / f"worker{i}.err").read_text())
+                   for i in range(2)]
     finally:
         for w in workers:
             if w.poll() is None:

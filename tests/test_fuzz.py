@@ -3,8 +3,6 @@ a clean error (or an unchanged result), never a deep traceback or a wrong
 result."""
 
 import os
-import subprocess
-import sys
 
 import keras
 import numpy as np
@@ -17,6 +15,7 @@ import keras_lottery as kl
 from keras_lottery import checkpoint as checkpoint_lib
 from conftest import classification_data
 from conftest import mlp
+import script_runner
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -147,9 +146,8 @@ def test_random_flags_fail_cleanly(tmp_path):
             args.append("--iterations=10")
         if not any(a.startswith("--eval_every=") for a in args):
             args.append("--eval_every=10")
-        result = subprocess.run(
-            [sys.executable, os.path.join(ROOT, "examples", "lenet.py"), *args],
-            capture_output=True, text=True, timeout=600,
+        result = script_runner.run_script(
+            os.path.join(ROOT, "examples", "lenet.py"), args, timeout=600, cwd=ROOT,
             env={**os.environ, "PYTHONPATH": ROOT, "KERAS_BACKEND": "tensorflow"},
         )
         assert "Traceback" not in result.stderr, (args, result.stderr[-3000:])

@@ -6,8 +6,6 @@ import json
 import os
 import signal
 import socket
-import subprocess
-import sys
 import time
 
 import keras
@@ -18,6 +16,7 @@ import keras_lottery as kl
 from conftest import classification_data
 from conftest import mirrored_strategy
 from conftest import mlp
+import script_runner
 
 tf = pytest.importorskip("tensorflow")
 pytestmark = pytest.mark.skipif(
@@ -164,11 +163,11 @@ class _Cluster:
             else:
                 env.pop("TF_CONFIG", None)
             output = str(self.tmp_path / f"{name}{index}")
-            log = open(output + ".log", "w")
-            process = subprocess.Popen(
-                [sys.executable, JOB, f"--output={output}", *args],
-                env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
-            )
+            # Forked from an interpreter that has imported TensorFlow (see
+            # script_runner): each worker is still a process of its own.
+            process = script_runner.start_script(
+                JOB, [f"--output={output}", *args], env=env, cwd=ROOT,
+                stdout_path=output + ".log")
             process.log_path = output + ".log"
             self.processes.append(process)
             started.append(process)
