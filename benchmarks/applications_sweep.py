@@ -55,6 +55,8 @@ FLAGS = flags.FLAGS
 flags.DEFINE_list("models", list(MODELS), "keras.applications classes to sweep.")
 flags.DEFINE_integer("seed", 0, "Seed of the weights and the random images.")
 flags.DEFINE_list("redo", [], "Models to sweep again although --output has their rows.")
+flags.DEFINE_bool("table", False, "Only print --output's rows as the markdown table of "
+                  "docs/RELIABILITY.md (no sweep).")
 flags.DEFINE_string("output", os.path.join(HERE, "results", "applications_sweep.json"),
                     "JSON results (one row per model).")
 
@@ -67,7 +69,7 @@ def _step(row, name, run):
         return True
     except Exception as error:  # noqa: BLE001 - a crash is this sweep's finding
         if isinstance(error, (ValueError, RuntimeError)) and _raised_by_keras_lottery(error):
-            row[name] = f"refused: {type(error).__name__}: {str(error)[:400]}"
+            row[name] = f"refused: {type(error).__name__}: {str(error)[:4000]}"
             return False
         row[name] = f"FAILED: {type(error).__name__}: {str(error)[:300]}"
         row[name + "_traceback"] = traceback.format_exc()[-2000:]
@@ -176,8 +178,61 @@ def sweep_one(name, size, seed):
     return row
 
 
+def _layers_named(message, limit=3):
+    """`'a' (Add), 'b' (Multiply) and 4 more` from a refusal's text."""
+    import re
+
+    found = re.findall(r"'([^']+)' \((\w+)", message.split("exclude=")[0])
+    if not found:
+        return message.split(": ", 1)[-1][:160]
+    shown = ", ".join(f"`{name}` ({kind})" for name, kind in found[:limit])
+    return shown + (f" and {len(found) - limit} more" if len(found) > limit else "")
+
+
+def _cell(row, step):
+    text = row.get(step)
+    if text is None:
+        return "—"
+    if text.startswith("ok"):
+        return text[4:] if text.startswith("ok: ") else "ok"
+    if "DepthwiseConv2D" in text and "/kernel" in text:
+        return f"refused: `{text.split(': ')[2].split('/kernel')[0]}` is a DepthwiseConv2D"
+    if "CompactionError" in text:
+        return "refused at " + _layers_named(text)
+    return text.replace("|", "/")[:200]
+
+
+def table(rows):
+    """The markdown table of docs/RELIABILITY.md, from the sweep's rows.
+
+    Example:
+    >>> print(table([{"model": "M", "input": 32, "params": 10, "imp": "ok: density 0.5",
+    ...               "strip": "ok: max |diff| 0"}]).splitlines()[-1])
+    | M (32) | 10 | density 0.5 | max abs diff 0 | — | — | — |
+    """
+    lines = ["| model (input) | params | IMP 2 rounds | strip | .tflite (bytes, max abs diff) "
+             "| channel IMP | compact |", "|---|---|---|---|---|---|---|"]
+    for row in rows:
+        channel = _cell(row, "channel_imp")
+        if "channel_imp_excluding" in row:
+            channel += f"; Conv2D/Dense only: {_cell(row, 'channel_imp_excluding')}"
+        compact = _cell(row, "compact")
+        if "compact_following" in row:
+            compact += (f"; with the {row['compact_exclude']} layers it names left dense: "
+                        f"{_cell(row, 'compact_following')}")
+        cells = [f"{row['model']} ({row['input']})", f"{row.get('params', 0):,}",
+                 _cell(row, "imp"), _cell(row, "strip"), _cell(row, "tflite"), channel, compact]
+        lines.append("| " + " | ".join(c.replace("max |diff|", "max abs diff") for c in cells)
+                     + " |")
+    return "\n".join(lines)
+
+
 def main(argv):
     del argv
+    if FLAGS.table:
+        with open(FLAGS.output) as f:
+            print(table(json.load(f)["rows"]))
+        return
     import run_config
     import quiet_start
 

@@ -192,6 +192,7 @@ class _Plan:
         self._writers_memo = {}
         self.problems = {"merge": [], "unknown": []}  # (layer, writers) compact cannot handle
         self.merge_writers = set()
+        self.unknown_writers = set()
 
     # -------------------------------------------------------------- analyse
 
@@ -211,8 +212,9 @@ class _Plan:
 
     def _refuse_problems(self):
         """One refusal for every layer compaction cannot handle, with the
-        layers to leave dense: for a residual, the writers of every residual
-        stream (retrained with fewer left dense, another one may disagree)."""
+        layers to leave dense: the writers of every residual stream and of
+        every input of such a layer (retrained with fewer left dense, another
+        one may disagree)."""
         merges, unknown = self.problems["merge"], self.problems["unknown"]
         if not merges and not unknown:
             return
@@ -234,6 +236,8 @@ class _Plan:
         writers = {w for _, ws in merges + unknown for w in ws}
         if merges:
             writers |= self.merge_writers  # every residual stream left dense
+        if unknown:
+            writers |= self.unknown_writers
         target = "it" if len(merges) + len(unknown) == 1 else "them"
         raise CompactionError(
             f"{' '.join(sentences)} Leave the layers that write into {target} dense: wrap "
@@ -343,6 +347,10 @@ class _Plan:
                 offset += _width(tensor)
             self.kept[id(outs[0])] = np.concatenate(parts)
             return
+        # Every such layer's writers, shrunk or not: retrained with only the
+        # ones named left dense, another one can be shrunk next (NASNet's
+        # SeparableConv2D layers).
+        self.unknown_writers |= set().union(*(self._writers(t) for t in inputs))
         if not all(full):
             kind = type(op).__name__
             if getattr(op, "groups", 1) > 1:

@@ -342,6 +342,34 @@ def test_a_layer_compaction_cannot_shrink_is_refused_with_its_writers():
     _check(model, data, {"g": 1})
 
 
+def test_a_refusal_names_the_writers_of_every_layer_it_cannot_shrink():
+    """Only `h` feeds a shrunk stream into an unknown layer now; retrained
+    with `h` dense, `g` could be next: both are named, and following the
+    refusal once is enough."""
+
+    class Doubled(keras.layers.Layer):
+        def call(self, x):
+            return x * 2.0
+
+    def build(exclude=None):
+        x = keras.Input((8,))
+        h = keras.layers.Dense(6, activation="relu", name="h")(x)
+        g = keras.layers.Dense(6, activation="relu", name="g")(x)
+        merged = keras.layers.Concatenate()([Doubled(name="d1")(h), Doubled(name="d2")(g)])
+        fc = keras.layers.Dense(5, activation="relu", name="fc")(merged)
+        return kl.wrap(keras.Model(x, keras.layers.Dense(2, name="out")(fc)), exclude=exclude)
+
+    model = build()
+    _prune_units(model, "h/kernel", [1])
+    with pytest.raises(compaction.CompactionError,
+                       match=r"'d1' \(Doubled\) would see.*exclude=\['g', 'h'\]"):
+        compaction.compact(model)
+    model = build(exclude=["g", "h"])
+    _prune_units(model, "fc/kernel", [2])
+    data = np.random.default_rng(0).normal(size=(8, 8)).astype("float32")
+    _check(model, data, {"fc": 1})
+
+
 def test_a_grouped_convolution_keeps_its_channels():
     """ConvNeXt's depthwise `Conv2D(groups=C)` ties input and output channels
     in groups: compaction keeps all of them, refusing by name (with the layers
