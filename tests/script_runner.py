@@ -27,8 +27,7 @@ import subprocess
 import sys
 import tempfile
 
-_PRELOAD = ["tensorflow", "keras", "keras_lottery", "numpy", "absl.app", "absl.flags",
-            "matplotlib", "matplotlib.pyplot", "sklearn.datasets"]
+_PRELOAD = ["forkserver_preload"]
 _CONTEXT = None
 
 

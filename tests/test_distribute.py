@@ -2,8 +2,6 @@
 
 import contextlib
 import os
-import subprocess
-import sys
 
 import keras
 import numpy as np
@@ -13,6 +11,7 @@ import keras_lottery as kl
 from conftest import classification_data
 from conftest import mirrored_strategy
 from conftest import mlp
+import script_runner
 
 tf = pytest.importorskip("tensorflow")
 pytestmark = pytest.mark.skipif(
@@ -38,18 +37,21 @@ def test_mirrored_matches_single_device():
     _check_mirrored(2)
 
 
-def test_mirrored_matches_single_device_on_four_replicas():
+def test_mirrored_matches_single_device_on_four_replicas(tmp_path):
     devices = tf.config.list_logical_devices("CPU")
     if len(devices) >= 4:
         _check_mirrored(4)
         return
-    result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-         f"{__file__}::test_mirrored_matches_single_device_on_four_replicas"],
-        env=dict(os.environ, KERAS_LOTTERY_TEST_CPUS="4"),
-        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-        capture_output=True, text=True, timeout=300,
-    )
+    # A process of its own with the CPU split in four (forked on TensorFlow,
+    # see script_runner): one process cannot hold two MirroredStrategy sizes.
+    job = tmp_path / "four_replicas.py"
+    job.write_text(
+        "import sys, pytest\n"
+        "sys.exit(pytest.main(['-q', '-p', 'no:cacheprovider', '-p', 'no:xdist', "
+        f"'{__file__}::test_mirrored_matches_single_device_on_four_replicas']))\n")
+    result = script_runner.run_script(
+        job, [], env=dict(os.environ, KERAS_LOTTERY_TEST_CPUS="4"),
+        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))), timeout=300)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
     assert "1 passed" in result.stdout
 

@@ -5,8 +5,6 @@ refused; a non-finite loss stops cleanly."""
 import json
 import os
 import signal
-import subprocess
-import sys
 import textwrap
 
 import keras
@@ -17,6 +15,7 @@ import keras_lottery as kl
 from keras_lottery import checkpoint as checkpoint_lib
 from conftest import classification_data
 from conftest import mlp
+import script_runner
 
 LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -123,9 +122,12 @@ def test_sigkill_mid_round_then_resume(tmp_path):
     )
     env = {**os.environ, "PYTHONPATH": ROOT, "KERAS_BACKEND": keras.backend.backend()}
 
-    def run(directory, kill_at):
-        return subprocess.run([sys.executable, "-c", script, directory, str(kill_at)],
-                              capture_output=True, text=True, timeout=600, env=env)
+    job = tmp_path / "job.py"
+    job.write_text(script)
+
+    def run(directory, kill_at):  # a process of its own (forked on TensorFlow, see script_runner)
+        return script_runner.run_script(job, [directory, str(kill_at)], env=env, cwd=ROOT,
+                                        timeout=600)
 
     reference = run(str(tmp_path / "ref"), -1)
     assert reference.returncode == 0, reference.stderr[-2000:]
