@@ -26,7 +26,9 @@ import runpy
 import subprocess
 import sys
 import tempfile
+import types
 
+_HERE = os.path.dirname(os.path.abspath(__file__))
 _PRELOAD = ["forkserver_preload"]
 _CONTEXT = None
 
@@ -111,9 +113,19 @@ def start_script(path, argv, env, cwd, stdout_path, stderr_path=None, mock_tfds=
         raise ValueError("start_script forks a TensorFlow interpreter; this env selects "
                          f"KERAS_BACKEND={env.get('KERAS_BACKEND')}.")
     context = _context()
-    server_env = {"KERAS_BACKEND": "tensorflow"}
+    # Python 3.11's fork server ignores the parent's sys.path: it finds the
+    # preload module through PYTHONPATH (an ImportError there is silent, and
+    # every script would import TensorFlow again; test_script_runner checks).
+    server_env = {"KERAS_BACKEND": "tensorflow",
+                  "PYTHONPATH": os.pathsep.join(
+                      p for p in (_HERE, os.environ.get("PYTHONPATH")) if p)}
     saved = {k: os.environ.get(k) for k in server_env}
     os.environ.update(server_env)  # the server starts with this environment
+    # multiprocessing would have every child import the parent's `__main__`
+    # (pytest's, or a script's) before the target runs: the child runs a
+    # script of its own, so it gets an empty `__main__` to start from.
+    main = sys.modules["__main__"]
+    sys.modules["__main__"] = types.ModuleType("__main__")
     try:
         process = context.Process(
             target=_child,
@@ -121,6 +133,7 @@ def start_script(path, argv, env, cwd, stdout_path, stderr_path=None, mock_tfds=
                   str(stderr_path or stdout_path), mock_tfds))
         process.start()
     finally:
+        sys.modules["__main__"] = main
         for key, value in saved.items():
             if value is None:
                 os.environ.pop(key, None)
