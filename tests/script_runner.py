@@ -166,6 +166,17 @@ def run_script(path, argv, env, cwd, timeout=900, mock_tfds=None, fresh=False):
                                        stdout, stderr)
 
 
+def run_code(code, directory, argv=(), env=None, timeout=600):
+    """`run_script` on `code` written to `<directory>/job.py`, in
+    `directory`, with the TensorFlow backend unless `env` says otherwise."""
+    path = os.path.join(str(directory), "job.py")
+    with open(path, "w") as f:
+        f.write(code)
+    env = {"KERAS_BACKEND": "tensorflow", **os.environ, **(env or {})}
+    env.setdefault("PYTHONPATH", os.path.dirname(_HERE))
+    return run_script(path, list(argv), env=env, cwd=directory, timeout=timeout)
+
+
 def _run_fresh(path, argv, env, cwd, timeout, mock_tfds):
     if mock_tfds is None:
         command = [sys.executable, path, *argv]

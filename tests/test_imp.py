@@ -3,8 +3,6 @@ controls, schedules, logs and bad input — all inside one `model.fit`."""
 
 import csv
 import importlib.util
-import subprocess
-import sys
 import textwrap
 
 import keras
@@ -16,6 +14,7 @@ from keras_lottery import keras_internals
 from keras_lottery import optimizer_state
 from conftest import classification_data
 from conftest import mlp
+import script_runner
 
 LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 SIZES = {"fc0/kernel": 12 * 16, "fc1/kernel": 16 * 8, "out/kernel": 8 * 3}
@@ -358,9 +357,9 @@ def test_tfmot_polynomial_decay_in_subprocess(tmp_path):
         print(json.dumps({"got": out, "expected": expected}))
         """
     )
-    result = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, timeout=300
-    )
+    # A process of its own (forked on TensorFlow, see script_runner): importing
+    # tfmot switches tf.keras to Keras 2 for the whole process.
+    result = script_runner.run_code(script, tmp_path, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     import json
 

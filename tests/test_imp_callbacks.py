@@ -4,8 +4,6 @@ what it does."""
 
 import importlib.util
 import os
-import subprocess
-import sys
 import textwrap
 import warnings
 
@@ -16,9 +14,9 @@ import pytest
 import keras_lottery as kl
 from conftest import classification_data
 from conftest import mlp
+import script_runner
 
 LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _np(x):
@@ -308,7 +306,7 @@ def test_the_summary_line_does_not_cut_the_progress_bar(capfd):
 
 
 @pytest.mark.backend_independent
-def test_tfmot_polynomial_decay_default_frequency_in_subprocess():
+def test_tfmot_polynomial_decay_default_frequency_in_subprocess(tmp_path):
     if importlib.util.find_spec("tensorflow_model_optimization") is None:
         pytest.skip("tensorflow-model-optimization is not installed")
     script = textwrap.dedent(
@@ -337,8 +335,7 @@ def test_tfmot_polynomial_decay_default_frequency_in_subprocess():
             "warnings": sum("prunes nothing" in str(w.message) for w in caught)}))
         """
     )
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                            timeout=300, env={**os.environ, "PYTHONPATH": ROOT})
+    result = script_runner.run_code(script, tmp_path, timeout=300)  # a process of its own
     assert result.returncode == 0, result.stderr[-3000:]
     import json
 

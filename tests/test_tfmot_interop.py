@@ -1,21 +1,19 @@
-"""tfmot schedules rebuilt from their configs (in a subprocess: importing
-tfmot switches tf.keras to Keras 2 for the whole process)."""
+"""tfmot schedules rebuilt from their configs (in a process of its own, see
+script_runner: importing tfmot switches tf.keras to Keras 2 for the whole
+process)."""
 
 import importlib.util
-import os
-import subprocess
-import sys
 import textwrap
 
 import keras
 import pytest
 
 from keras_lottery import tfmot_interop
+import script_runner
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def test_bad_config_is_refused_before_importing_tfmot():
+def test_bad_config_is_refused_before_importing_tfmot(tmp_path):
     # In a fresh interpreter: another test of this process may have imported
     # tfmot already, which would make the module check meaningless.
     script = textwrap.dedent(
@@ -28,13 +26,12 @@ def test_bad_config_is_refused_before_importing_tfmot():
             print("class_name" in str(error), "tensorflow_model_optimization" in sys.modules)
         """
     )
-    out = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, check=True
-    ).stdout.split()[-2:]
-    assert out == ["True", "False"]
+    result = script_runner.run_code(script, tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split()[-2:] == ["True", "False"]
 
 
-def test_adapter_config_round_trips_in_subprocess():
+def test_adapter_config_round_trips_in_subprocess(tmp_path):
     if importlib.util.find_spec("tensorflow_model_optimization") is None:
         pytest.skip("tensorflow-model-optimization is not installed")
     if keras.backend.backend() != "tensorflow":
@@ -51,7 +48,6 @@ def test_adapter_config_round_trips_in_subprocess():
                           rebuilt.target(1, 55, 0) == adapter.target(1, 55, 0)]))
         """
     )
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                            timeout=300, env={**os.environ, "PYTHONPATH": ROOT})
+    result = script_runner.run_code(script, tmp_path, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip().splitlines()[-1] == '["PolynomialDecay", true]'
