@@ -20,6 +20,8 @@ keras = None  # imported by _start_keras, in every process that runs tests
 
 def _start_keras():
     global keras
+    if keras is not None:
+        return
     import keras as keras_module
 
     keras = keras_module
@@ -93,6 +95,7 @@ def _seed_and_policy():
 
 def mlp(input_dim=12, hidden=(16, 8), outputs=3, name=None):
     """A small functional MLP with named layers fc0, fc1, ..., out."""
+    _start_keras()  # a job script that imports this module outside pytest
     inputs = keras.Input((input_dim,))
     x = inputs
     for i, units in enumerate(hidden):
