@@ -12,44 +12,27 @@ import os
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-keras = None  # imported by _start_keras, in every process that runs tests
+if keras.backend.backend() == "tensorflow":
+    import tensorflow as tf
+
+    _cpus = tf.config.list_physical_devices("CPU")
+    tf.config.set_logical_device_configuration(
+        _cpus[0],
+        [tf.config.LogicalDeviceConfiguration()]
+        * int(os.environ.get("KERAS_LOTTERY_TEST_CPUS", "2")),
+    )
 
 
-def _start_keras():
-    global keras
-    if keras is not None:
-        return
-    import keras as keras_module
-
-    keras = keras_module
-    if keras.backend.backend() == "tensorflow":
-        import tensorflow as tf
-
-        cpus = tf.config.list_physical_devices("CPU")
-        tf.config.set_logical_device_configuration(
-            cpus[0],
-            [tf.config.LogicalDeviceConfiguration()]
-            * int(os.environ.get("KERAS_LOTTERY_TEST_CPUS", "2")),
-        )
-    # What the imports made (TensorFlow's, Keras') lives as long as the
-    # process: out of every collection, so Python's own collections stay cheap.
-    gc.freeze()
-
-
-def _is_xdist_controller(config):
-    """pytest-xdist's controller (`-n N`) hands tests to its workers and runs
-    none: it skips Keras' import (with TensorFlow's, ~7 s before any worker
-    starts, once per backend in `make test`)."""
-    return not hasattr(config, "workerinput") and bool(
-        config.getoption("numprocesses", default=None))
+# What the imports made (TensorFlow's, Keras') lives as long as the process:
+# out of every collection, so Python's own collections stay cheap.
+gc.freeze()
 
 
 def pytest_configure(config):
-    if not _is_xdist_controller(config):
-        _start_keras()
     config.addinivalue_line(
         "markers",
         "backend_independent: its result cannot depend on the Keras backend (a subprocess "
@@ -95,7 +78,6 @@ def _seed_and_policy():
 
 def mlp(input_dim=12, hidden=(16, 8), outputs=3, name=None):
     """A small functional MLP with named layers fc0, fc1, ..., out."""
-    _start_keras()  # a job script that imports this module outside pytest
     inputs = keras.Input((input_dim,))
     x = inputs
     for i, units in enumerate(hidden):
