@@ -36,6 +36,17 @@ def _check(model, x, removed, atol=1e-5):
     return result
 
 
+def _refused_then_compacts(model, match, build, exclude, key, units, shape):
+    """`compact` refuses `model` with `match`; rebuilt with `exclude` (what
+    the refusal names) and `units` of `key` pruned, it compacts."""
+    with pytest.raises(compaction.CompactionError, match=match):
+        compaction.compact(model)
+    model = build(exclude=exclude)
+    _prune_units(model, key, units)
+    data = np.random.default_rng(0).normal(size=shape).astype("float32")
+    return _check(model, data, {key.split("/")[0]: len(units)})
+
+
 def test_dense_to_dense():
     x = keras.Input((10,))
     h = keras.layers.Dense(8, activation="relu", name="h1")(x)
@@ -250,13 +261,8 @@ def test_the_writers_of_a_stream_are_found_through_a_depthwise_convolution():
 
     model = build()
     _prune_units(model, "expand/kernel", [3])
-    with pytest.raises(compaction.CompactionError,
-                       match=r"'mul' \(Multiply\).*exclude=\['expand', 'gate'\]"):
-        compaction.compact(model)
-    model = build(exclude=["dw", "expand", "gate"])
-    _prune_units(model, "fc/kernel", [1])
-    data = np.random.default_rng(0).normal(size=(4, 6, 6, 4)).astype("float32")
-    _check(model, data, {"fc": 1})
+    _refused_then_compacts(model, r"'mul' \(Multiply\).*exclude=\['expand', 'gate'\]", build,
+                           ["dw", "expand", "gate"], "fc/kernel", [1], (4, 6, 6, 4))
 
 
 def test_a_model_output_keeps_its_units():
@@ -333,13 +339,8 @@ def test_a_layer_compaction_cannot_shrink_is_refused_with_its_writers():
 
     model = build()
     _prune_units(model, "h/kernel", [1])
-    with pytest.raises(compaction.CompactionError,
-                       match=r"'doubled' \(Doubled\) would see fewer channels.*exclude=\['h'\]"):
-        compaction.compact(model)
-    model = build(exclude=["h"])
-    _prune_units(model, "g/kernel", [3])
-    data = np.random.default_rng(0).normal(size=(8, 8)).astype("float32")
-    _check(model, data, {"g": 1})
+    _refused_then_compacts(model, r"'doubled' \(Doubled\) would see fewer channels.*exclude=\['h'\]",
+                           build, ["h"], "g/kernel", [3], (8, 8))
 
 
 def test_a_refusal_names_the_writers_of_every_layer_it_cannot_shrink():
@@ -361,13 +362,8 @@ def test_a_refusal_names_the_writers_of_every_layer_it_cannot_shrink():
 
     model = build()
     _prune_units(model, "h/kernel", [1])
-    with pytest.raises(compaction.CompactionError,
-                       match=r"'d1' \(Doubled\) would see.*exclude=\['g', 'h'\]"):
-        compaction.compact(model)
-    model = build(exclude=["g", "h"])
-    _prune_units(model, "fc/kernel", [2])
-    data = np.random.default_rng(0).normal(size=(8, 8)).astype("float32")
-    _check(model, data, {"fc": 1})
+    _refused_then_compacts(model, r"'d1' \(Doubled\) would see.*exclude=\['g', 'h'\]", build,
+                           ["g", "h"], "fc/kernel", [2], (8, 8))
 
 
 def test_a_grouped_convolution_keeps_its_channels():
@@ -417,10 +413,6 @@ def test_one_refusal_names_every_residual_and_every_writer():
     # writers left dense the second one could: the refusal names both streams'.
     model = build()
     _prune_units(model, "a/kernel", [1])
-    with pytest.raises(compaction.CompactionError,
-                       match=r"Layer 'add(_\d+)?' \(Add\) merges inputs.*exclude=\['a', 'b', 'c'\]"):
-        compaction.compact(model)
-    model = build(exclude=["a", "b", "c"])
-    _prune_units(model, "f/kernel", [0])
-    data = np.random.default_rng(0).normal(size=(8, 8)).astype("float32")
-    _check(model, data, {"f": 1})
+    _refused_then_compacts(
+        model, r"Layer 'add(_\d+)?' \(Add\) merges inputs.*exclude=\['a', 'b', 'c'\]", build,
+        ["a", "b", "c"], "f/kernel", [0], (8, 8))
