@@ -233,11 +233,12 @@ class _Plan:
             sentences.append(
                 f"{layers(unknown)} would see fewer channels after compaction, and compaction "
                 f"does not know how to shrink {'it' if len(unknown) == 1 else 'them'}.")
+        # Every residual stream's writers and every unknown layer's, whichever
+        # kind was refused: a model retrained with only the named ones dense
+        # can fail at the other kind next (NASNet: a refusal that named its
+        # residual writers only, then SeparableConv2D inputs shrank).
         writers = {w for _, ws in merges + unknown for w in ws}
-        if merges:
-            writers |= self.merge_writers  # every residual stream left dense
-        if unknown:
-            writers |= self.unknown_writers
+        writers |= self.merge_writers | self.unknown_writers
         target = "it" if len(merges) + len(unknown) == 1 else "them"
         raise CompactionError(
             f"{' '.join(sentences)} Leave the layers that write into {target} dense: wrap "

@@ -366,6 +366,34 @@ def test_a_refusal_names_the_writers_of_every_layer_it_cannot_shrink():
                            ["g", "h"], "fc/kernel", [2], (8, 8))
 
 
+def test_every_refusal_names_the_writers_of_both_kinds_of_problem():
+    """A residual refused names the writers of a layer compact cannot shrink
+    too, and the other way round: retrained with only one kind left dense,
+    the other kind can fail next (NASNetMobile: refused for its residuals,
+    then for its SeparableConv2D inputs)."""
+
+    class Doubled(keras.layers.Layer):
+        def call(self, x):
+            return x * 2.0
+
+    def build(exclude=None):
+        x = keras.Input((8,))
+        stream = keras.layers.Dense(6, name="a")(x) + keras.layers.Dense(6, name="b")(x)
+        doubled = Doubled(name="d")(keras.layers.Dense(6, activation="relu", name="g")(x))
+        f = keras.layers.Dense(5, activation="relu", name="f")(x)
+        merged = keras.layers.Concatenate()([stream, doubled, f])
+        return kl.wrap(keras.Model(x, keras.layers.Dense(2, name="out")(merged)), exclude=exclude)
+
+    model = build()
+    _prune_units(model, "a/kernel", [1])  # only the residual disagrees
+    _refused_then_compacts(model, r"\(Add\) merges inputs.*exclude=\['a', 'b', 'g'\]", build,
+                           ["a", "b", "g"], "f/kernel", [0], (8, 8))
+    model = build()
+    _prune_units(model, "g/kernel", [2])  # only the unknown layer sees fewer
+    _refused_then_compacts(model, r"'d' \(Doubled\) would see.*exclude=\['a', 'b', 'g'\]",
+                           build, ["a", "b", "g"], "f/kernel", [3], (8, 8))
+
+
 def test_a_grouped_convolution_keeps_its_channels():
     """ConvNeXt's depthwise `Conv2D(groups=C)` ties input and output channels
     in groups: compaction keeps all of them, refusing by name (with the layers
