@@ -74,6 +74,14 @@ _MERGE_SAME = (keras.layers.Add, keras.layers.Subtract, keras.layers.Maximum,
                *keras_internals.elementwise_merge_operations())
 
 
+def _carries_channels(op, inputs, outs):
+    """Whether every channel of `op`'s output is a channel of one of its
+    inputs: a Concatenate on the channel axis, a Flatten."""
+    if isinstance(op, keras.layers.Concatenate):
+        return op.axis in (-1, len(outs[0].shape) - 1)
+    return isinstance(op, keras.layers.Flatten) and len(inputs) == 1
+
+
 class CompactionError(ValueError):
     """The model cannot be compacted as asked (the layer is named).
 
@@ -374,9 +382,12 @@ class _Plan:
             op, inputs, _ = self.nodes[index]
             if isinstance(op, _DENSE + _CONV):
                 writers = frozenset([op.name])
-            elif isinstance(op, _MERGE_SAME + _NORM + _CHANNELWISE + _PADDING + _DEPTHWISE):
+            elif isinstance(op, _MERGE_SAME + _NORM + _CHANNELWISE + _PADDING + _DEPTHWISE) or (
+                _carries_channels(op, inputs, self.nodes[index][2])
+            ):
                 # A depthwise convolution's channels are its input's: their
-                # writers are upstream (MobileNet's expand convolutions).
+                # writers are upstream (MobileNet's expand convolutions); a
+                # concatenation's are its inputs' (NASNet's adjust blocks).
                 writers = frozenset().union(*(self._writers(t) for t in inputs))
         self._writers_memo[id(tensor)] = writers
         return writers

@@ -394,6 +394,29 @@ def test_every_refusal_names_the_writers_of_both_kinds_of_problem():
                            build, ["a", "b", "g"], "f/kernel", [3], (8, 8))
 
 
+def test_the_writers_of_a_stream_are_found_through_a_concatenation():
+    """NASNet's adjust blocks concatenate two convolutions and feed the result,
+    through batch norm, to SeparableConv2D layers: a refusal there names
+    both convolutions (it named none, `exclude=[]`, before)."""
+
+    class Doubled(keras.layers.Layer):
+        def call(self, x):
+            return x * 2.0
+
+    def build(exclude=None):
+        x = keras.Input((8,))
+        joined = keras.layers.Concatenate()(
+            [keras.layers.Dense(3, name="a")(x), keras.layers.Dense(3, name="b")(x)])
+        h = Doubled(name="d")(keras.layers.BatchNormalization(name="bn")(joined))
+        fc = keras.layers.Dense(5, activation="relu", name="fc")(keras.layers.Flatten()(h))
+        return kl.wrap(keras.Model(x, keras.layers.Dense(2, name="out")(fc)), exclude=exclude)
+
+    model = build()
+    _prune_units(model, "a/kernel", [1])
+    _refused_then_compacts(model, r"'d' \(Doubled\) would see.*exclude=\['a', 'b'\]", build,
+                           ["a", "b"], "fc/kernel", [2], (8, 8))
+
+
 def test_a_grouped_convolution_keeps_its_channels():
     """ConvNeXt's depthwise `Conv2D(groups=C)` ties input and output channels
     in groups: compaction keeps all of them, refusing by name (with the layers
