@@ -98,6 +98,10 @@ def sweep_one(name, size, seed):
     state = {}
 
     def build():
+        # A fresh session per build, as in a user's new process: the same
+        # auto-generated layer names (`conv2d_208`) every time, so that the
+        # names a refusal gives match the model built again to follow it.
+        keras.backend.clear_session()
         keras.utils.set_random_seed(seed)
         model = getattr(keras.applications, name)(
             weights=None, input_shape=(size, size, 3), classes=10, classifier_activation=None)
@@ -109,8 +113,15 @@ def sweep_one(name, size, seed):
         row["params"] = int(sum(np.prod(v.shape) for v in kl.wrapping.plain_weights(model)))
         return f"{len(kl.prunable_weights(model))} pruned weights"
 
-    def imp(granularity="weight", exclude=None):
-        model = state["model"] if granularity == "weight" else kl.wrap(build(), exclude=exclude)
+    def imp(granularity="weight", exclude=None, names=()):
+        if granularity == "weight":
+            model = state["model"]
+        else:
+            model = build()
+            missing = sorted(set(names) - {layer.name for layer in model._flatten_layers()})
+            if missing:  # the refusal named layers that this build does not have
+                raise AssertionError(f"no layers {missing[:5]} in the rebuilt model")
+            model = kl.wrap(model, exclude=exclude)
         model.compile(keras.optimizers.Adam(1e-3),
                       keras.losses.SparseCategoricalCrossentropy(from_logits=True))
         run = kl.IterativeMagnitudePruning(rounds=2, epochs_per_round=1, rate=0.5,
@@ -172,7 +183,7 @@ def sweep_one(name, size, seed):
         def leave_dense(layer):
             return layer.name in names or (excluded is not None and excluded(layer))
 
-        if _step(row, "channel_imp_following", lambda: imp("channel", leave_dense)):
+        if _step(row, "channel_imp_following", lambda: imp("channel", leave_dense, names)):
             _step(row, "compact_following", compact)
     keras.backend.clear_session()
     return row
