@@ -248,6 +248,17 @@ class _Plan:
         writers = {w for _, ws in merges + unknown for w in ws}
         writers |= self.merge_writers | self.unknown_writers
         target = "it" if len(merges) + len(unknown) == 1 else "them"
+        shrinkable = {op.name for op, _, outs in self.nodes
+                      if _shrinkable(op) and not any(id(t) in self.output_ids for t in outs)}
+        if shrinkable <= writers:
+            # Following the refusal would leave nothing to remove (NASNet:
+            # every convolution writes into a residual or a SeparableConv2D).
+            raise CompactionError(
+                f"{' '.join(sentences)} Every layer compaction could shrink in this model "
+                f"({len(shrinkable)}) writes into {target}: left dense, they leave nothing to "
+                "remove, so compaction cannot make this model smaller. Prune it with "
+                "granularity='weight' and export it sparse (kl.export_tflite) instead."
+            )
         raise CompactionError(
             f"{' '.join(sentences)} Leave the layers that write into {target} dense: wrap "
             f"with exclude={sorted(writers)} (or prune those with granularity='weight'), "

@@ -294,12 +294,15 @@ def test_a_zero_channel_into_a_sigmoid_is_not_dropped():
 def test_a_residual_written_as_plus_is_a_merge():
     """`h + r` in a functional model is a `keras.ops` Add node with no weights
     (ConvNeXt's residuals): compacted like the Add layer, refused by name when
-    the branches keep different channels."""
-    def build():
+    the branches keep different channels, and the fix the refusal names
+    (the residual's writers left dense) works."""
+    def build(exclude=None):
         x = keras.Input((8,))
         h = keras.layers.Dense(6, activation="relu", name="h")(x)
         r = keras.layers.Dense(6, activation="relu", name="r")(x)
-        return kl.wrap(keras.Model(x, keras.layers.Dense(2, name="out")(h + r)))
+        f = keras.layers.Dense(5, activation="relu", name="f")(x)
+        merged = keras.layers.Concatenate()([h + r, f])
+        return kl.wrap(keras.Model(x, keras.layers.Dense(2, name="out")(merged)), exclude=exclude)
 
     data = np.random.default_rng(0).normal(size=(8, 8)).astype("float32")
     model = build()
@@ -308,19 +311,8 @@ def test_a_residual_written_as_plus_is_a_merge():
     _check(model, data, {"h": 1, "r": 1})
     model = build()
     _prune_units(model, "h/kernel", [2])
-    with pytest.raises(compaction.CompactionError,
-                       match=r"'add(_\d+)?' \(Add\).*branches.*exclude=\['h', 'r'\]"):
-        compaction.compact(model)
-    # The fix the refusal names works: the residual's writers left dense.
-    x = keras.Input((8,))
-    h = keras.layers.Dense(6, activation="relu", name="h")(x)
-    r = keras.layers.Dense(6, activation="relu", name="r")(x)
-    f = keras.layers.Dense(5, activation="relu", name="f")(x)
-    merged = h + r
-    model = kl.wrap(keras.Model(x, keras.layers.Dense(2, name="out")(
-        keras.layers.Concatenate()([merged, f]))), exclude=["h", "r"])
-    _prune_units(model, "f/kernel", [1])
-    _check(model, data, {"f": 1})
+    _refused_then_compacts(model, r"'add(_\d+)?' \(Add\).*branches.*exclude=\['h', 'r'\]",
+                           build, ["h", "r"], "f/kernel", [1], (8, 8))
 
 
 def test_a_layer_compaction_cannot_shrink_is_refused_with_its_writers():
@@ -415,6 +407,25 @@ def test_the_writers_of_a_stream_are_found_through_a_concatenation():
     _prune_units(model, "a/kernel", [1])
     _refused_then_compacts(model, r"'d' \(Doubled\) would see.*exclude=\['a', 'b'\]", build,
                            ["a", "b"], "fc/kernel", [2], (8, 8))
+
+
+def test_a_refusal_says_so_when_following_it_would_leave_nothing_to_shrink():
+    """Every hidden layer writes into a layer compaction cannot shrink: the
+    refusal says the model cannot be made smaller instead of naming all of
+    them to leave dense (NASNetMobile: followed, 0 units removed)."""
+
+    class Doubled(keras.layers.Layer):
+        def call(self, x):
+            return x * 2.0
+
+    x = keras.Input((8,))
+    h = Doubled(name="d")(keras.layers.Dense(6, activation="relu", name="h")(x))
+    model = kl.wrap(keras.Model(x, keras.layers.Dense(2, name="out")(h)))
+    _prune_units(model, "h/kernel", [1])
+    with pytest.raises(compaction.CompactionError,
+                       match=r"'d' \(Doubled\) would see.*Every layer compaction could shrink in "
+                             r"this model \(1\) writes into it.*granularity='weight'"):
+        compaction.compact(model)
 
 
 def test_a_grouped_convolution_keeps_its_channels():
