@@ -206,9 +206,13 @@ def _cell(row, step):
         return "—"
     if text.startswith("ok"):
         return text[4:] if text.startswith("ok: ") else "ok"
-    if "DepthwiseConv2D" in text and "/kernel" in text:
-        return f"refused: `{text.split(': ')[2].split('/kernel')[0]}` is a DepthwiseConv2D"
+    for kind in ("DepthwiseConv2D", "SeparableConv2D"):
+        if f"belongs to a {kind} layer" in text:
+            return f"refused: `{text.split(': ')[2].split('/')[0]}` is a {kind}"
     if "CompactionError" in text:
+        if "cannot make this model smaller" in text:
+            return (f"refused at {_layers_named(text)}: every layer it could shrink writes into "
+                    "them, so the model cannot be made smaller")
         return "refused at " + _layers_named(text)
     return text.replace("|", "/")[:200]
 
