@@ -133,7 +133,7 @@ def run_arm(config, directory, spec, data, trial, arm, runtime, ticket=None):
             checkpoint_dir=checkpoints,
             write_checkpoints=writes,
             keep_checkpoints=(0,) if arm == "ticket" else (),
-            start_from=ticket["round0_checkpoint"] if control else None,
+            start_from=os.path.join(directory.path, ticket["round0_checkpoint"]) if control else None,
             on_round_end=save_round_ticket if arm == "ticket" else None,
             verbose=1,
         )
@@ -177,7 +177,8 @@ def run_arm(config, directory, spec, data, trial, arm, runtime, ticket=None):
     )
     result = {"rows": [_row(trial, arm, r) for r in imp.results], "curve": test_metrics.curve}
     if arm == "ticket":
-        result["round0_checkpoint"] = imp.round_checkpoint_path(0)
+        # Relative to the run directory, so that a moved directory resumes.
+        result["round0_checkpoint"] = os.path.relpath(imp.round_checkpoint_path(0), directory.path)
         if not writes:
             result["masks"] = imp.mask_history  # the chief's files may lag behind
     if not writes:

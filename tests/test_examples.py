@@ -114,6 +114,10 @@ def test_lenet_end_to_end_then_export(tmp_path):
         assert round0["reinit"]["test_accuracy_end"] == round0["ticket"]["test_accuracy_end"]
         assert all(not r["shared"] for r in rows if r["trial"] == trial and r["round"] > 0)
     assert "shared" in result.stdout
+    # Where the controls start is recorded relative to the run directory, so
+    # that a directory moved between sessions resumes them.
+    start = json.loads((out / "trial0" / "ticket.json").read_text())["round0_checkpoint"]
+    assert not os.path.isabs(start) and os.path.isfile(out / start)
     # Every round's ticket is a file; the controls follow their masks.
     import keras_lottery as kl
 
