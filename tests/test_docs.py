@@ -82,7 +82,7 @@ def test_the_neuron_ticket_against_dense_is_quoted_over_every_seed():
                        text)
     assert quoted, "README quotes the LeNet neuron ticket's accuracy against dense"
     gaps = []
-    for name in ("tflite_latency_lenet", "tflite_latency_lenet_seed1", "tflite_latency_lenet_seed2"):
+    for name in ("tflite_latency_lenet", *(f"tflite_latency_lenet_seed{s}" for s in range(1, 5))):
         accuracy = _json(f"benchmarks/results/{name}.json")["accuracy"]
         gaps.append(100 * (accuracy["structured_ticket"] - accuracy["dense"]))
     assert float(quoted.group(1)) == round(-np.mean(gaps), 2)
