@@ -452,7 +452,8 @@ def test_sparse_training_runs_every_method_and_resumes(tmp_path):
     assert "Traceback" not in still.stderr
 
 
-@pytest.mark.parametrize("module", ["method_results", "method_trial", "quiet_start", "run_config"])
+@pytest.mark.parametrize("module", ["method_results", "method_trial", "paper_claims", "quiet_start",
+                                    "run_config"])
 def test_example_helper_docstrings(module):
     """The shared helpers' docstring examples run (the scripts' own, which
     define flags at import, run in their end-to-end tests)."""
@@ -462,3 +463,55 @@ def test_example_helper_docstrings(module):
     result = doctest.testmod(importlib.import_module(module),
                              optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
     assert result.failed == 0 and result.attempted > 0
+
+
+def _claim_rows():
+    """Two trials of a 3-round run: densities 1.0, 0.21, 0.036."""
+    table = {  # (trial, arm): [(early-stop iteration, test accuracy)] per round
+        (0, "ticket"): [(8000, 0.890), (4000, 0.900), (6000, 0.880)],
+        (0, "reinit"): [(8000, 0.890), (9000, 0.885), (12000, 0.800)],
+        (1, "ticket"): [(10000, 0.880), (5000, 0.895), (9000, 0.885)],
+        (1, "reinit"): [(10000, 0.880), (8000, 0.884), (11000, 0.810)],
+    }
+    return [dict(trial=t, arm=a, round=r, density=d, early_stop_iteration=values[r][0],
+                 test_accuracy_early_stop=values[r][1], shared=(a != "ticket" and r == 0))
+            for (t, a), values in table.items() for r, d in enumerate((1.0, 0.21, 0.036))]
+
+
+def test_paper_claims_over_the_trials(tmp_path):
+    """Each claim is computed per trial at the nearest round and summarised;
+    a partial run reads only its trials whose arms are all done."""
+    import paper_claims
+
+    found = {c["claim"].split(":")[0]: c for c in paper_claims.claims(_claim_rows())}
+    at21 = found["early-stop iteration at 21.1%"]
+    assert at21["ratio"]["values"] == [0.5, 0.5] and at21["density"]["mean"] == 0.21
+    at36 = found["early-stop iteration at 3.6%"]
+    assert at36["ratio"]["values"] == pytest.approx([0.75, 0.9])
+    assert at36["ratio"]["std"] == pytest.approx(0.075)
+    # 51.3% is nearest the 0.21 round here (|0.513-0.21| < |0.513-1.0|).
+    assert found["early-stop iteration at 51.3%"]["ticket"]["values"] == [4000, 5000]
+    accuracy = found["test accuracy at 3.6% (at early stop)"]["difference"]
+    assert accuracy["values"] == pytest.approx([-1.0, 0.5])
+    assert accuracy["min"] == pytest.approx(-1.0) and accuracy["max"] == pytest.approx(0.5)
+    # reinit below dense: trial 0 already at 0.21 (88.5 < 89.0); trial 1 only at 0.036.
+    below = found["highest density at which reinit's test accuracy falls below dense's"]
+    assert below["density"]["values"] == [0.21, 0.036]
+    speed = found["ticket speed against reinit at 21.1%"]
+    assert speed["ratio"]["values"] == pytest.approx([2.25, 1.6])
+
+    run = tmp_path / "run"
+    (run / "trial0").mkdir(parents=True)
+    (run / "trial1").mkdir()
+    (run / "config.json").write_text(json.dumps({"controls": ["reinit"]}))
+    rows = _claim_rows()
+    for (t, a) in [(0, "ticket"), (0, "reinit"), (1, "ticket")]:  # trial 1 unfinished
+        (run / f"trial{t}" / f"{a}.json").write_text(json.dumps(
+            {"rows": [r for r in rows if r["trial"] == t and r["arm"] == a]}))
+    result = _run("paper_claims.py", f"--run_dir={run}")
+    assert result.returncode == 0, result.stderr[-2000:]
+    saved = json.loads((run / "claims.json").read_text())
+    assert saved["trials"] == 1 and "--run_dir=" in saved["command"]
+    assert "Over 1 trial: mean ± std [min, max]." in (run / "claims.md").read_text()
+    assert "| early-stop iteration at 21.1%: ticket / dense | 21.0 ± 0.0 [21.0, 21.0] | 4000 ±" \
+        in result.stdout
