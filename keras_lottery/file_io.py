@@ -8,6 +8,7 @@ import hashlib
 import os
 import struct
 import tempfile
+import tokenize
 import zipfile
 import zlib
 
@@ -15,14 +16,18 @@ import numpy as np
 from keras import ops
 
 # What NumPy's and zipfile's readers raise on a damaged file (a flipped byte
-# can hit a header, the compression method, or deflated data).
+# can hit a header, the compression method, or deflated data; a .npy header
+# that no longer parses raises SyntaxError, or tokenize.TokenError from
+# NumPy's fallback parser).
 DAMAGED_FILE_ERRORS = (
     OSError,
     ValueError,
     EOFError,
     KeyError,
     NotImplementedError,
+    SyntaxError,
     struct.error,
+    tokenize.TokenError,
     zipfile.BadZipFile,
     zlib.error,
 )

@@ -29,6 +29,25 @@ def test_read_npz_raises_a_damaged_file_error(tmp_path):
         file_io.read_npz(str(path))
 
 
+@pytest.mark.parametrize("header", [
+    "{'descr': '<i8', 'fortran_order': False, 'shape': (2, }",  # NumPy's fallback: TokenError
+    "{'descr': '<i8', 'fortran_order': False, 'shape': 2)}",  # SyntaxError
+])
+def test_a_damaged_array_header_is_a_damaged_file_error(tmp_path, header):
+    """A flipped byte in a .npy header inside the archive (found by
+    test_fuzz's byte-flip sweep of a ticket) is reported like any damage."""
+    import zipfile
+
+    encoded = header.encode("latin1")
+    encoded += b" " * (63 - (10 + len(encoded)) % 64) + b"\n"
+    npy = b"\x93NUMPY\x01\x00" + len(encoded).to_bytes(2, "little") + encoded
+    path = tmp_path / "h.npz"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("x.npy", npy + np.arange(2).tobytes())
+    with pytest.raises(file_io.DAMAGED_FILE_ERRORS):
+        file_io.read_npz(str(path))
+
+
 def test_json_safe_and_differences():
     assert file_io.json_safe({"a": np.float32(1.5), "b": [np.int64(2)]}) == {"a": 1.5, "b": [2]}
     differences = file_io.config_differences({"rate": 0.2, "k": 1}, {"rate": 0.5, "k": 1, "n": 3})
