@@ -35,14 +35,14 @@ demo: $(DEMO_STAMP)
 # analysis (compaction, XNNPACK's path, round plans, N:M checks, reports) and
 # the TensorFlow-only ones (export, TFLite, tf.distribute, tfmot) run once.
 # Two pytest workers (pytest-xdist) share the two cores.
-CORE_TESTS := tests/test_wrapper.py tests/test_wrapping.py tests/test_weight_state.py \
-	tests/test_mask_constraint.py tests/test_keras_internals.py \
-	tests/test_imp.py tests/test_imp_callbacks.py tests/test_any_model.py \
-	tests/test_rewinding.py tests/test_optimizer_state.py \
-	tests/test_checkpoint.py tests/test_ticket.py tests/test_resume.py \
-	tests/test_docstrings.py tests/test_gradients.py \
-	tests/test_init_pruning.py tests/test_early_bird.py tests/test_instability.py \
-	tests/test_one_shot.py tests/test_dynamic_sparse.py tests/test_compiled.py \
+CORE_TESTS := tests/core/test_wrapper.py tests/core/test_wrapping.py tests/core/test_weight_state.py \
+	tests/core/test_mask_constraint.py tests/backend/test_keras_internals.py \
+	tests/imp/test_callback.py tests/test_imp_callbacks.py tests/test_any_model.py \
+	tests/core/test_rewinding.py tests/backend/test_optimizer_state.py \
+	tests/files/test_checkpoint.py tests/files/test_ticket.py tests/test_resume.py \
+	tests/test_docstrings.py tests/backend/test_gradients.py \
+	tests/methods/test_init_pruning.py tests/methods/test_early_bird.py tests/methods/test_instability.py \
+	tests/methods/test_one_shot.py tests/methods/test_dynamic_sparse.py tests/backend/test_compiled.py \
 	tests/test_entry_points.py
 PYTEST := $(PY) -m pytest -q -n 2 --dist worksteal
 

@@ -110,7 +110,7 @@ def sweep_one(name, size, seed):
     def wrap():
         model = kl.wrap(build())
         state["model"] = model
-        row["params"] = int(sum(np.prod(v.shape) for v in kl.wrapping.plain_weights(model)))
+        row["params"] = int(sum(np.prod(v.shape) for v in kl.core.wrapping.plain_weights(model)))
         return f"{len(kl.prunable_weights(model))} pruned weights"
 
     def imp(granularity="weight", exclude=None, names=()):
@@ -252,7 +252,7 @@ def main(argv):
     import quiet_start
 
     quiet_start.start_tensorflow()
-    from keras_lottery import file_io
+    from keras_lottery.files import file_io
 
     unknown = sorted(set(FLAGS.models) - set(MODELS))
     if unknown:

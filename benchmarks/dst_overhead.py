@@ -49,7 +49,7 @@ def main(argv):
 
     import keras_lottery as kl
     import models
-    from keras_lottery import file_io
+    from keras_lottery.files import file_io
 
     rng = np.random.default_rng(0)
     shape = (28, 28) if FLAGS.model == "lenet" else (32, 32, 3)

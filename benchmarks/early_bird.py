@@ -41,7 +41,7 @@ def main(argv):
     import common
     import models
     import keras_lottery as kl
-    from keras_lottery import file_io
+    from keras_lottery.files import file_io
 
     (x, y), val, test = common.load_dataset(FLAGS.dataset, seed=FLAGS.seed)
     if FLAGS.train_examples:

@@ -123,7 +123,7 @@ def _dense_traces(x, y, batch):
 def global_prune(total_weights, repeats=3):
     import numpy as np
 
-    from keras_lottery import pruning
+    from keras_lottery.sparsity import pruning
 
     rng = np.random.default_rng(0)
     # 50 conv/fc tensors like ResNet-50's, scaled to `total_weights`.

@@ -80,7 +80,7 @@ def main(argv):
     import run_config
     import common
     import keras_lottery as kl
-    from keras_lottery import file_io
+    from keras_lottery.files import file_io
 
     (x, y), _, (xt, yt) = common.load_dataset(FLAGS.dataset, seed=0)
     if FLAGS.train_examples:

@@ -64,7 +64,7 @@ def main(argv):
     import run_config
     import common
     import keras_lottery as kl
-    from keras_lottery import file_io
+    from keras_lottery.files import file_io
 
     data = common.load_dataset(FLAGS.dataset, seed=0)
     (x, y), _, _ = data

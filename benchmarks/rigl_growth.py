@@ -42,7 +42,7 @@ def main(argv):
     import keras_lottery as kl
     import models
     import run_config
-    from keras_lottery import file_io
+    from keras_lottery.files import file_io
 
     (x, y), _, (xt, yt) = common.load_dataset(FLAGS.dataset, seed=FLAGS.seed)
     keras.utils.set_random_seed(FLAGS.seed)

@@ -228,7 +228,7 @@ def _row(trial, arm, result):
 
 class Runtime:
     """Where arms train: one process (`model.fit`), MirroredStrategy, or
-    MultiWorkerMirroredStrategy (`keras_lottery.multi_worker.fit`)."""
+    MultiWorkerMirroredStrategy (`keras_lottery.imp.multi_worker.fit`)."""
 
     def __init__(self, distribute):
         self.distribute = distribute
@@ -253,13 +253,13 @@ class Runtime:
     def chief(self):
         if self.distribute != "multiworker":
             return True
-        from keras_lottery import multi_worker
+        from keras_lottery.imp import multi_worker
 
         return multi_worker.is_chief(self._strategy)
 
     def fit(self, model, data, **kwargs):
         if self.distribute == "multiworker":
-            from keras_lottery import multi_worker
+            from keras_lottery.imp import multi_worker
 
             multi_worker.fit(model, data, verbose=0, **kwargs)
         else:
@@ -267,7 +267,7 @@ class Runtime:
 
     def evaluate(self, model, data):
         if self.distribute == "multiworker":
-            from keras_lottery import multi_worker
+            from keras_lottery.imp import multi_worker
 
             return multi_worker.evaluate(model, data)
         return model.evaluate(data, verbose=0, return_dict=True)

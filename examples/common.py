@@ -180,8 +180,8 @@ def _cell(value):
 
 
 def write_json(path, data):
-    """Writes JSON atomically (keras_lottery.file_io)."""
-    from keras_lottery import file_io
+    """Writes JSON atomically (keras_lottery.files.file_io)."""
+    from keras_lottery.files import file_io
 
     payload = json.dumps(file_io.json_safe(data), indent=2, default=float).encode()
     file_io.atomic_write(path, lambda f: f.write(payload))

@@ -10,7 +10,7 @@ in `results`, its figures in `plotting`.
 `tf.distribute.MirroredStrategy` (all local GPUs, or CPU);
 `--distribute=multiworker` runs the same command on every host, each with its
 `TF_CONFIG`, under `MultiWorkerMirroredStrategy` with
-`keras_lottery.multi_worker.fit`. Only the chief writes files; `--output_dir`
+`keras_lottery.imp.multi_worker.fit`. Only the chief writes files; `--output_dir`
 must be a directory all workers share for resuming (docs/DISTRIBUTED.md).
 
 Flags are parsed and checked before Keras or TensorFlow is imported, so

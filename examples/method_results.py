@@ -41,7 +41,7 @@ def describe(row):
 
 def write(directory, rows):
     """Writes `results.json` and `results.csv` atomically."""
-    from keras_lottery import file_io
+    from keras_lottery.files import file_io
 
     directory.write_json("results.json", rows)
     text = io.StringIO()

@@ -134,7 +134,7 @@ def main(argv):
 
     import keras_lottery as kl
     import run_config
-    from keras_lottery import file_io
+    from keras_lottery.files import file_io
     from run_directory import RunDirectory
 
     bad = sorted(set(FLAGS.methods) - set(METHODS))

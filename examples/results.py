@@ -26,7 +26,7 @@ def write(directory, rows):
     writer.writeheader()
     writer.writerows(rows)
     payload = text.getvalue().encode()
-    from keras_lottery import file_io
+    from keras_lottery.files import file_io
 
     file_io.atomic_write(directory.file("results.csv"), lambda f: f.write(payload))
 

@@ -22,7 +22,7 @@ import os
 
 from absl import app
 
-from keras_lottery import file_io
+from keras_lottery.files import file_io
 
 
 class RunDirectory:

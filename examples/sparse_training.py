@@ -55,7 +55,7 @@ flags.DEFINE_string("output_dir", "runs/sparse_training", "Where results and plo
 def sparse_cell(trial, method, density):
     """Trains θ0 sparse with `method`; returns the cell's row."""
     import keras_lottery as kl
-    from keras_lottery import optimizer_state
+    from keras_lottery.backend import optimizer_state
 
     (x, y), _, _ = trial.data
     model = trial.fresh_model()
@@ -173,7 +173,7 @@ def main(argv):
 
     quiet_start.start_tensorflow()
     import run_config
-    from keras_lottery import file_io
+    from keras_lottery.files import file_io
     from run_directory import RunDirectory
 
     start = time.perf_counter()

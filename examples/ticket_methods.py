@@ -71,7 +71,7 @@ def _check_flags():
 def run_cell(trial, method, density, imp_masks):
     """One method at one density: its test accuracy (and shuffled), mask time."""
     import keras_lottery as kl
-    from keras_lottery import init_pruning
+    from keras_lottery.methods import init_pruning
 
     started = time.perf_counter()
     row = {"method": method, "density": density}
@@ -112,7 +112,7 @@ def main(argv):
     quiet_start.start_tensorflow()
     import method_results
     import run_config
-    from keras_lottery import file_io
+    from keras_lottery.files import file_io
     from run_directory import RunDirectory
     start = time.perf_counter()
     try:

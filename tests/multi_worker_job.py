@@ -1,4 +1,4 @@
-"""One worker of the multi-worker IMP tests (tests/test_multi_worker.py).
+"""One worker of the multi-worker IMP tests (tests/imp/test_multi_worker.py).
 
 Run with TF_CONFIG set for a cluster, or without it for the single-process
 reference. Writes the final masks, weights and IMP results to
@@ -28,7 +28,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 import keras_lottery as kl  # noqa: E402
-from keras_lottery import multi_worker  # noqa: E402
+from keras_lottery.imp import multi_worker  # noqa: E402
 
 
 class _SlowEpochs(keras.callbacks.Callback):

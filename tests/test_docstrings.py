@@ -10,26 +10,29 @@ import pytest
 
 import keras_lottery
 
+# Every module of every layer (the layers' own __init__ hold only a docstring).
 MODULES = sorted(
-    name for _, name, _ in pkgutil.iter_modules(keras_lottery.__path__, "keras_lottery.")
+    name for _, name, is_package in pkgutil.walk_packages(keras_lottery.__path__, "keras_lottery.")
+    if not is_package
 )
+assert len(MODULES) > 30, MODULES
 
 
-TENSORFLOW_ONLY = {"keras_lottery.export", "keras_lottery.multi_worker", "keras_lottery.tflite_csr",
-                   "keras_lottery.tflite_tensors",
-                   "keras_lottery.tfmot_interop"}
+TENSORFLOW_ONLY = {"keras_lottery.export.exporters", "keras_lottery.imp.multi_worker", "keras_lottery.export.tflite_csr",
+                   "keras_lottery.export.tflite_tensors",
+                   "keras_lottery.imp.tfmot_interop"}
 
 
 # The modules whose examples touch variables, optimizers, train steps or
 # gradients: on JAX and PyTorch only these run (the others' examples are
 # NumPy and Keras-level structure, the same on every backend).
 BACKEND_SENSITIVE = {
-    "keras_lottery", "keras_lottery.checkpoint", "keras_lottery.compiled",
-    "keras_lottery.dynamic_sparse", "keras_lottery.gradients", "keras_lottery.imp",
-    "keras_lottery.init_pruning", "keras_lottery.instability", "keras_lottery.keras_internals",
-    "keras_lottery.mask_constraint", "keras_lottery.one_shot", "keras_lottery.optimizer_state",
-    "keras_lottery.rewinding", "keras_lottery.ticket", "keras_lottery.weight_state",
-    "keras_lottery.wrapper", "keras_lottery.wrapping",
+    "keras_lottery", "keras_lottery.files.checkpoint", "keras_lottery.backend.compiled",
+    "keras_lottery.methods.dynamic_sparse", "keras_lottery.backend.gradients", "keras_lottery.imp.callback",
+    "keras_lottery.methods.init_pruning", "keras_lottery.methods.instability", "keras_lottery.backend.keras_internals",
+    "keras_lottery.core.mask_constraint", "keras_lottery.methods.one_shot", "keras_lottery.backend.optimizer_state",
+    "keras_lottery.core.rewinding", "keras_lottery.files.ticket", "keras_lottery.core.weight_state",
+    "keras_lottery.core.wrapper", "keras_lottery.core.wrapping",
 }
 
 

@@ -131,7 +131,7 @@ def cell_imp_channel(family):
     `compact` then gives a smaller model computing the same (it checks that
     itself, so a CompactionResult is that check)."""
     model, _ = _imp(family, granularity="channel")
-    output_keys = set(kl.wrapping.output_keys(model))
+    output_keys = set(kl.core.wrapping.output_keys(model))
     for p in kl.prunable_weights(model):
         if p.key in output_keys:
             continue

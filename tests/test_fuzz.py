@@ -12,7 +12,7 @@ from hypothesis import settings
 from hypothesis import strategies as st
 
 import keras_lottery as kl
-from keras_lottery import checkpoint as checkpoint_lib
+from keras_lottery.files import checkpoint as checkpoint_lib
 from conftest import classification_data
 from conftest import mlp
 import script_runner

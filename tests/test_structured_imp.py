@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import keras_lottery as kl
-from keras_lottery import structure
+from keras_lottery.sparsity import structure
 from conftest import classification_data
 from conftest import mlp
 
@@ -121,7 +121,7 @@ def test_two_four_pattern_holds_through_rounds_controls_and_export(tmp_path):
     plain = kl.strip(ticket_model)
     assert set(kl.check_pattern(plain, "2:4").values()) == {0}
     if keras.backend.backend() == "tensorflow":
-        from keras_lottery.tflite_tensors import constant_tensors
+        from keras_lottery.export.tflite_tensors import constant_tensors
 
         path = str(tmp_path / "nm.tflite")
         kl.export_tflite(ticket_model, path, sparse=False)

@@ -33,7 +33,8 @@ def _listed(build_text, relative):
     stem = name[: -len(".py")]
     if f'"{relative}"' in build_text or f'"{name}"' in build_text:
         return True
-    if f'"{stem}"' in build_text and '+ ".py"' in build_text:
+    named = relative[: -len(".py")]  # "core/test_wrapping" for a test in a subfolder
+    if (f'"{stem}"' in build_text or f'"{named}"' in build_text) and '+ ".py"' in build_text:
         return True
     if re.search(r'pytest_test\(\s*name\s*=\s*"%s"' % re.escape(stem), build_text):
         return True

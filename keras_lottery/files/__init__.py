@@ -1,0 +1,1 @@
+"""What is written to disk: atomic, checksummed file I/O, IMP checkpoints, tickets."""

@@ -1,0 +1,211 @@
+"""Pruning at initialization: each scorer against a hand-computed score,
+budgets, SynFlow data-free, ablations, and masks that hold in training."""
+
+import warnings
+
+import keras
+import numpy as np
+import pytest
+
+import keras_lottery as kl
+from keras_lottery.methods import init_pruning
+from keras_lottery.sparsity import masks as masks_lib
+
+
+def _two_layer(w1, w2):
+    """x -> Dense(w1, linear, no bias) -> Dense(w2, no bias)."""
+    model = keras.Sequential([
+        keras.Input((w1.shape[0],)),
+        keras.layers.Dense(w1.shape[1], use_bias=False, name="fc"),
+        keras.layers.Dense(w2.shape[1], use_bias=False, name="out"),
+    ])
+    model.get_layer("fc").kernel.assign(w1)
+    model.get_layer("out").kernel.assign(w2)
+    return kl.wrap(model)
+
+
+def _setup(seed=0):
+    rng = np.random.default_rng(seed)
+    w1 = rng.normal(size=(4, 3)).astype("float32")
+    w2 = rng.normal(size=(3, 2)).astype("float32")
+    x = rng.normal(size=(6, 4)).astype("float32")
+    y = rng.normal(size=(6, 2)).astype("float32")
+    return w1, w2, x, y
+
+
+def _mse(y_true, y_pred):
+    return keras.ops.mean((y_pred - y_true) ** 2)
+
+
+def _grads(w1, w2, x, y):
+    """Hand-computed gradients of mean((x w1 w2 - y)^2)."""
+    residual = 2.0 * (x @ w1 @ w2 - y) / y.size
+    return x.T @ residual @ w2.T, (x @ w1).T @ residual
+
+
+def test_snip_is_abs_gradient_times_weight():
+    w1, w2, x, y = _setup()
+    model = _two_layer(w1, w2)
+    scores = init_pruning.method_scores(model, "snip", data=(x, y), loss=_mse)
+    g1, g2 = _grads(w1, w2, x, y)
+    np.testing.assert_allclose(scores["fc/kernel"], np.abs(g1 * w1), rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(scores["out/kernel"], np.abs(g2 * w2), rtol=1e-4, atol=1e-6)
+
+
+def test_grasp_is_weight_times_hessian_gradient_product():
+    w1, w2, x, y = _setup()
+    model = _two_layer(w1, w2)
+    scores = init_pruning.method_scores(model, "grasp", data=(x, y), loss=_mse)
+    # Hg by central differences of the hand-computed gradient, in float64.
+    g1, g2 = (g.astype(np.float64) for g in _grads(w1, w2, x, y))
+    a, b = w1.astype(np.float64), w2.astype(np.float64)
+    eps = 1e-5
+    p1, p2 = _grads(a + eps * g1, b + eps * g2, x, y)
+    m1, m2 = _grads(a - eps * g1, b - eps * g2, x, y)
+    hg1, hg2 = (p1 - m1) / (2 * eps), (p2 - m2) / (2 * eps)
+    np.testing.assert_allclose(scores["fc/kernel"], a * hg1, rtol=2e-2, atol=1e-4)
+    np.testing.assert_allclose(scores["out/kernel"], b * hg2, rtol=2e-2, atol=1e-4)
+
+
+def test_synflow_is_data_free_and_matches_the_path_count():
+    w1, w2, _, _ = _setup()
+    model = _two_layer(w1, w2)
+    before = kl.core.wrapping.read_weights(model)
+    scores = init_pruning.synflow_scores(model)
+    # R = 1^T |w1| |w2| 1 (each layer scaled by its largest column sum, the
+    # input by 1e-3: every score by the same factor, the ranking is the same).
+    a = np.abs(w1) / np.abs(w1).sum(axis=0).max()
+    b = np.abs(w2) / np.abs(w2).sum(axis=0).max()
+    expected_1 = a * b.sum(axis=1)[None, :]
+    expected_2 = b * a.sum(axis=0)[:, None]
+    np.testing.assert_allclose(scores["fc/kernel"], 1e-3 * expected_1, rtol=1e-5)
+    np.testing.assert_allclose(scores["out/kernel"], 1e-3 * expected_2, rtol=1e-5)
+    after = kl.core.wrapping.read_weights(model)
+    for key in before:  # signs and scales restored
+        np.testing.assert_array_equal(after[key], before[key])
+
+
+def test_synflow_takes_no_data():
+    model = _two_layer(*_setup()[:2])
+
+    class Untouchable:
+        def __iter__(self):
+            raise AssertionError("SynFlow read its data")
+
+    masks = init_pruning.prune_at_init(model, "synflow", 0.5, data=Untouchable(), iterations=5)
+    assert masks_lib.density(masks) == pytest.approx(0.5, abs=0.05)
+
+
+@pytest.mark.parametrize("density", [0.3, 0.05])
+def test_erk_budgets_sum_to_the_target_and_stay_at_most_dense(density):
+    shapes = {"a": (784, 300), "b": (300, 100), "c": (100, 10), "d": (3, 3, 16, 32)}
+    targets = init_pruning.budgets(shapes, density, "erk")
+    sizes = {k: np.prod(s) for k, s in shapes.items()}
+    kept = sum(sizes[k] * (1 - t) for k, t in targets.items())
+    assert kept == pytest.approx(density * sum(sizes.values()), rel=1e-9)
+    assert all(0.0 <= t <= 1.0 for t in targets.values())
+    assert 1 - targets["c"] > 1 - targets["a"]  # small layers stay denser
+
+
+@pytest.mark.parametrize("method", ["random", "magnitude", "snip", "grasp", "synflow"])
+@pytest.mark.parametrize("scope, distribution", [("layerwise", "uniform"),
+                                                 ("layerwise", "erk"), ("global", "uniform")])
+def test_every_method_reaches_the_density_and_its_masks_hold_in_training(method, scope, distribution):
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(32, 12)).astype("float32")
+    y = rng.integers(0, 3, 32)
+    model = kl.wrap(keras.Sequential([
+        keras.Input((12,)), keras.layers.Dense(16, activation="relu", name="fc"),
+        keras.layers.Dense(3, name="out")]))
+    masks = init_pruning.prune_at_init(model, method, 0.2, data=(x, y), scope=scope,
+                                       distribution=distribution, iterations=10)
+    assert masks_lib.density(masks) == pytest.approx(0.2, abs=0.03)
+    model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.fit(x, y, epochs=2, batch_size=8, verbose=0)
+    weights = kl.core.wrapping.read_weights(model)
+    for key, mask in masks.items():
+        assert not weights[key][~mask].any(), key
+
+
+def test_ablations_keep_counts_per_layer():
+    w1, w2, x, y = _setup()
+    plain = init_pruning.prune_at_init(_two_layer(w1, w2), "snip", 0.5, data=(x, y), loss=_mse)
+    shuffled = init_pruning.prune_at_init(_two_layer(w1, w2), "snip", 0.5, data=(x, y),
+                                          loss=_mse, ablation="shuffle", seed=3)
+    inverted = init_pruning.prune_at_init(_two_layer(w1, w2), "snip", 0.5, data=(x, y),
+                                          loss=_mse, ablation="invert")
+    for key in plain:
+        assert shuffled[key].sum() == plain[key].sum() == inverted[key].sum()
+        assert not (inverted[key] & plain[key]).any()  # the other half exactly
+    assert any((shuffled[k] != plain[k]).any() for k in plain)
+    model = _two_layer(w1, w2)
+    reinit = init_pruning.prune_at_init(model, "magnitude", 0.5, ablation="reinit", seed=4)
+    weights = kl.core.wrapping.read_weights(model)
+    kept = np.abs(w1)[reinit["fc/kernel"]]
+    assert not np.allclose(np.abs(weights["fc/kernel"])[reinit["fc/kernel"]], kept)
+
+
+def test_bad_arguments_are_refused():
+    model = _two_layer(*_setup()[:2])
+    with pytest.raises(ValueError, match="method must be"):
+        init_pruning.prune_at_init(model, "lottery", 0.5)
+    with pytest.raises(ValueError, match="data="):
+        init_pruning.prune_at_init(model, "snip", 0.5)
+    with pytest.raises(ValueError, match="density"):
+        init_pruning.prune_at_init(model, "random", 1.5)
+    with pytest.raises(ValueError, match="erk"):
+        init_pruning.prune_at_init(model, "random", 0.5, scope="global", distribution="erk")
+    with pytest.raises(ValueError, match="invert"):
+        init_pruning.prune_at_init(model, "synflow", 0.5, ablation="invert")
+    with pytest.raises(ValueError, match="wrap"):
+        init_pruning.prune_at_init(keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)]),
+                                   "random", 0.5)
+
+
+def test_synflow_does_not_collapse_a_deep_net_with_bounded_activations():
+    # ReLU6 saturates on SynFlow's all-positive forward pass unless the
+    # activations are kept small; saturated units pass no gradient, and
+    # their layers would score 0 and be pruned away entirely.
+    layers = [keras.Input((256,))]
+    layers += [keras.layers.Dense(256, activation="relu6", name=f"fc{i}") for i in range(6)]
+    model = kl.wrap(keras.Sequential(layers + [keras.layers.Dense(10, name="out")]))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        masks = init_pruning.prune_at_init(model, "synflow", 0.01, scope="global", iterations=20)
+    assert all(mask.any() for mask in masks.values())
+
+
+def test_layer_collapse_is_reported():
+    model = _two_layer(*_setup()[:2])
+    model.get_layer("fc").kernel.assign(np.full((4, 3), 1e-6, "float32"))
+    with pytest.warns(UserWarning, match=r"every weight of \['fc/kernel'\].*layer collapse"):
+        init_pruning.prune_at_init(model, "magnitude", 0.3, scope="global")
+
+
+def test_synflow_scores_the_logits_of_a_softmax_output():
+    # sum(softmax) is 1 whatever the weights: on the softmax every score is 0.
+    model = kl.wrap(keras.Sequential([
+        keras.Input((6,)), keras.layers.Dense(8, activation="relu", name="fc"),
+        keras.layers.Dense(3, activation="softmax", name="out")]))
+    scores = init_pruning.synflow_scores(model)
+    assert all(score.all() for score in scores.values())
+    assert model.get_layer("out").activation is keras.activations.softmax
+
+
+def test_output_units_left_without_weights_are_reported():
+    w1, w2, x, y = _setup()
+    w2 = w2.copy()
+    w2[:, 1] = 1e-6  # magnitude pruning empties the second output unit
+    model = _two_layer(w1, w2)
+    with pytest.warns(UserWarning, match=r"1 of 2 output units of 'out/kernel'.*\[1\]"):
+        init_pruning.prune_at_init(model, "magnitude", 0.5)
+
+
+def test_temperature_divides_the_outputs_before_the_loss():
+    w1, w2, x, y = _setup()
+    model = _two_layer(w1, w2)
+    scores = init_pruning.method_scores(model, "snip", data=(x, y), loss=_mse, temperature=4.0)
+    # The output divided by 4 is the network with w2 / 4.
+    residual = 2.0 * (x @ w1 @ (w2 / 4) - y) / y.size
+    g1 = x.T @ residual @ (w2 / 4).T
+    np.testing.assert_allclose(scores["fc/kernel"], np.abs(g1 * w1), rtol=1e-4, atol=1e-6)
