@@ -27,6 +27,13 @@ def _prune_units(model, key, units, zero_bias=True):
         owner.bias.assign(bias)
 
 
+class Doubled(keras.layers.Layer):
+    """A layer compaction does not know how to shrink."""
+
+    def call(self, x):
+        return x * 2.0
+
+
 def _check(model, x, removed, atol=1e-5):
     result = compaction.compact(model)
     np.testing.assert_allclose(_np(result.model(x)), _np(model(x)), atol=atol, rtol=1e-5)
@@ -319,10 +326,6 @@ def test_a_layer_compaction_cannot_shrink_is_refused_with_its_writers():
     """A layer compaction does not know (a custom one here) is refused by name,
     with the layers to leave dense; leaving them dense, compaction works."""
 
-    class Doubled(keras.layers.Layer):
-        def call(self, x):
-            return x * 2.0
-
     def build(exclude=None):
         x = keras.Input((8,))
         h = keras.layers.Dense(6, activation="relu", name="h")(x)
@@ -339,10 +342,6 @@ def test_a_refusal_names_the_writers_of_every_layer_it_cannot_shrink():
     """Only `h` feeds a shrunk stream into an unknown layer now; retrained
     with `h` dense, `g` could be next: both are named, and following the
     refusal once is enough."""
-
-    class Doubled(keras.layers.Layer):
-        def call(self, x):
-            return x * 2.0
 
     def build(exclude=None):
         x = keras.Input((8,))
@@ -363,10 +362,6 @@ def test_every_refusal_names_the_writers_of_both_kinds_of_problem():
     too, and the other way round: retrained with only one kind left dense,
     the other kind can fail next (NASNetMobile: refused for its residuals,
     then for its SeparableConv2D inputs)."""
-
-    class Doubled(keras.layers.Layer):
-        def call(self, x):
-            return x * 2.0
 
     def build(exclude=None):
         x = keras.Input((8,))
@@ -391,10 +386,6 @@ def test_the_writers_of_a_stream_are_found_through_a_concatenation():
     through batch norm, to SeparableConv2D layers: a refusal there names
     both convolutions (it named none, `exclude=[]`, before)."""
 
-    class Doubled(keras.layers.Layer):
-        def call(self, x):
-            return x * 2.0
-
     def build(exclude=None):
         x = keras.Input((8,))
         joined = keras.layers.Concatenate()(
@@ -413,10 +404,6 @@ def test_a_refusal_says_so_when_following_it_would_leave_nothing_to_shrink():
     """Every hidden layer writes into a layer compaction cannot shrink: the
     refusal says the model cannot be made smaller instead of naming all of
     them to leave dense (NASNetMobile: followed, 0 units removed)."""
-
-    class Doubled(keras.layers.Layer):
-        def call(self, x):
-            return x * 2.0
 
     x = keras.Input((8,))
     h = Doubled(name="d")(keras.layers.Dense(6, activation="relu", name="h")(x))
