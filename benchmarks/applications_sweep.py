@@ -90,6 +90,7 @@ def sweep_one(name, size, seed):
     import numpy as np
 
     import keras_lottery as kl
+    from keras_lottery.backend import layer_tree
 
     rng = np.random.default_rng(seed)
     x = rng.random((16, size, size, 3)).astype("float32")
@@ -118,7 +119,8 @@ def sweep_one(name, size, seed):
             model = state["model"]
         else:
             model = build()
-            missing = sorted(set(names) - {layer.name for layer in model._flatten_layers()})
+            present = {layer.name for layer, _ in layer_tree.walk(model)}
+            missing = sorted(set(names) - present)
             if missing:  # the refusal named layers that this build does not have
                 raise AssertionError(f"no layers {missing[:5]} in the rebuilt model")
             model = kl.wrap(model, exclude=exclude)

@@ -74,11 +74,13 @@ _MERGE_SAME = (keras.layers.Add, keras.layers.Subtract, keras.layers.Maximum,
                *keras_internals.elementwise_merge_operations())
 
 
-def _carries_channels(op, inputs, outs):
-    """Whether every channel of `op`'s output is a channel of one of its
-    inputs: a Concatenate on the channel axis, a Flatten."""
-    if isinstance(op, keras.layers.Concatenate):
-        return op.axis in (-1, len(outs[0].shape) - 1)
+def _concatenates_channels(op, outs):
+    """A Concatenate on the channel axis: its channels are its inputs', by offset."""
+    return isinstance(op, keras.layers.Concatenate) and op.axis in (-1, len(outs[0].shape) - 1)
+
+
+def _flattens(op, inputs):
+    """A Flatten: its units are its input's channels, once per position."""
     return isinstance(op, keras.layers.Flatten) and len(inputs) == 1
 
 
@@ -198,7 +200,7 @@ class _Plan:
         self._zero_memo = {}
         self._fold_memo = {}
         self._writers_memo = {}
-        self.problems = {"merge": [], "unknown": []}  # (layer, writers) compact cannot handle
+        self.problems = {"merge": [], "unknown": []}  # labels of the layers compact cannot handle
         self.merge_writers = set()
         self.unknown_writers = set()
 
@@ -228,7 +230,7 @@ class _Plan:
             return
 
         def layers(found):
-            names = ", ".join(label for label, _ in found)
+            names = ", ".join(found)
             return ("Layer " if len(found) == 1 else "Layers ") + names
 
         sentences = []
@@ -245,8 +247,7 @@ class _Plan:
         # kind was refused: a model retrained with only the named ones dense
         # can fail at the other kind next (NASNet: a refusal that named its
         # residual writers only, then SeparableConv2D inputs shrank).
-        writers = {w for _, ws in merges + unknown for w in ws}
-        writers |= self.merge_writers | self.unknown_writers
+        writers = self.merge_writers | self.unknown_writers
         target = "it" if len(merges) + len(unknown) == 1 else "them"
         shrinkable = {op.name for op, _, outs in self.nodes
                       if _shrinkable(op) and not any(id(t) in self.output_ids for t in outs)}
@@ -296,7 +297,7 @@ class _Plan:
         ):
             self._add_need(inputs[0], need_out[0])
             return
-        if isinstance(op, keras.layers.Flatten) and len(inputs) == 1:
+        if _flattens(op, inputs):
             channels = _width(inputs[0])
             self._add_need(inputs[0], need_out[0].reshape(-1, channels).any(axis=0))
             return
@@ -304,7 +305,7 @@ class _Plan:
             for tensor in inputs:
                 self._add_need(tensor, need_out[0])
             return
-        if isinstance(op, keras.layers.Concatenate) and op.axis in (-1, len(outs[0].shape) - 1):
+        if _concatenates_channels(op, outs):
             offset = 0
             for tensor in inputs:
                 width = _width(tensor)
@@ -343,7 +344,7 @@ class _Plan:
         ):
             self.kept[id(outs[0])] = in_kept[0]
             return
-        if isinstance(op, keras.layers.Flatten) and len(inputs) == 1:
+        if _flattens(op, inputs):
             channels = _width(inputs[0])
             positions = _width(outs[0]) // channels
             self.kept[id(outs[0])] = np.array(
@@ -357,10 +358,10 @@ class _Plan:
             union = np.unique(np.concatenate(in_kept))
             if not all(np.array_equal(k, union) for k in in_kept):
                 # Recorded, not raised: the refusal names every such layer.
-                self.problems["merge"].append((f"'{name}' ({type(op).__name__})", writers))
+                self.problems["merge"].append(f"'{name}' ({type(op).__name__})")
             self.kept[id(outs[0])] = union
             return
-        if isinstance(op, keras.layers.Concatenate) and op.axis in (-1, len(outs[0].shape) - 1):
+        if _concatenates_channels(op, outs):
             offset, parts = 0, []
             for tensor, kept in zip(inputs, in_kept):
                 parts.append(kept + offset)
@@ -375,9 +376,7 @@ class _Plan:
             kind = type(op).__name__
             if getattr(op, "groups", 1) > 1:
                 kind += f", groups={op.groups}"
-            self.problems["unknown"].append(
-                (f"'{name}' ({kind})",
-                 set().union(*(self._writers(t) for t, f in zip(inputs, full) if not f))))
+            self.problems["unknown"].append(f"'{name}' ({kind})")
         for tensor in outs:
             self.kept[id(tensor)] = np.arange(_width(tensor))
 
@@ -390,11 +389,11 @@ class _Plan:
         index = self.producer.get(id(tensor))
         writers = frozenset()
         if index is not None:
-            op, inputs, _ = self.nodes[index]
+            op, inputs, outs = self.nodes[index]
             if isinstance(op, _DENSE + _CONV):
                 writers = frozenset([op.name])
             elif isinstance(op, _MERGE_SAME + _NORM + _CHANNELWISE + _PADDING + _DEPTHWISE) or (
-                _carries_channels(op, inputs, self.nodes[index][2])
+                _concatenates_channels(op, outs) or _flattens(op, inputs)
             ):
                 # A depthwise convolution's channels are its input's: their
                 # writers are upstream (MobileNet's expand convolutions); a
@@ -450,9 +449,7 @@ class _Plan:
                 ok &= through & self._stays_zero(outs[0])
             elif isinstance(op, keras.layers.Flatten):
                 ok &= self._stays_zero(outs[0]).reshape(-1, width).all(axis=0)
-            elif isinstance(op, keras.layers.Concatenate) and op.axis in (
-                -1, len(outs[0].shape) - 1
-            ):
+            elif _concatenates_channels(op, outs):
                 offset = sum(_width(t) for t in inputs[: [id(t) for t in inputs].index(id(tensor))])
                 ok &= self._stays_zero(outs[0])[offset : offset + width]
             # Merges and layers compaction cannot shrink: the unit counts as
