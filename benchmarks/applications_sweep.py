@@ -114,8 +114,8 @@ def sweep_one(name, size, seed):
         row["params"] = int(sum(np.prod(v.shape) for v in kl.core.wrapping.plain_weights(model)))
         return f"{len(kl.prunable_weights(model))} pruned weights"
 
-    def imp(granularity="weight", exclude=None, names=()):
-        if granularity == "weight":
+    def imp(structure="weight", exclude=None, names=()):
+        if structure == "weight":
             model = state["model"]
         else:
             model = build()
@@ -127,13 +127,13 @@ def sweep_one(name, size, seed):
         model.compile(keras.optimizers.Adam(1e-3),
                       keras.losses.SparseCategoricalCrossentropy(from_logits=True))
         run = kl.IterativeMagnitudePruning(rounds=2, epochs_per_round=1, rate=0.5,
-                                           granularity=granularity, verbose=0)
+                                           structure=structure, verbose=0)
         model.fit(x, y, batch_size=8, epochs=run.total_epochs, callbacks=[run], verbose=0)
         moved = [p.key for p in kl.prunable_weights(model)
                  if np.any(keras.ops.convert_to_numpy(p.variable.value)[~p.state.mask_array()])]
         if moved:
             raise AssertionError(f"pruned weights moved in training: {moved[:5]}")
-        state[granularity] = model
+        state[structure] = model
         return f"density {run.results[-1]['density']:.4f}"
 
     def strip():

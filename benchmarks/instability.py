@@ -112,7 +112,7 @@ def main(argv):
         started = time.perf_counter()
         model = build(x.shape[1:])
         imp = kl.IterativeMagnitudePruning(
-            rounds=FLAGS.imp_rounds, epochs_per_round=FLAGS.imp_epochs, rate=FLAGS.imp_rate, scope="global",
+            rounds=FLAGS.imp_rounds, epochs_per_round=FLAGS.imp_epochs, rate=FLAGS.imp_rate, distribution="global",
             rewind_to=FLAGS.imp_rewind or "init", instability=probe, monitor="loss")
         model.fit(x, y, batch_size=FLAGS.batch_size, epochs=imp.total_epochs, callbacks=[imp],
                   verbose=0)

@@ -41,7 +41,7 @@ def main(argv):
     n, m = (int(v) for v in FLAGS.pattern.split(":"))
     rate = 1.0 - (n / m) ** 0.5  # two prunes reach n/m
     rows = {}
-    for arm, kwargs in (("unstructured", {}), (FLAGS.pattern, {"pattern": FLAGS.pattern})):
+    for arm, kwargs in (("unstructured", {}), (FLAGS.pattern, {"structure": FLAGS.pattern})):
         keras.utils.set_random_seed(FLAGS.seed)
         model = common.compile_lenet(kl.wrap(models.lenet_300_100(x.shape[1:])))
         imp = kl.IterativeMagnitudePruning(

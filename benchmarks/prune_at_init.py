@@ -37,7 +37,7 @@ flags.DEFINE_integer("synflow_iterations", 100, "SynFlow's pruning iterations.",
 flags.DEFINE_integer("trials", 1, "Seeds per arm.", lower_bound=1)
 flags.DEFINE_bool("shuffle", True, "Also train each mask shuffled within layers.")
 flags.DEFINE_float("grasp_temperature", 200.0, "GraSP: loss on logits / T (reference: 200).")
-flags.DEFINE_enum("scope", "global", ["global", "layerwise"], "One threshold, or per layer.")
+flags.DEFINE_enum("distribution", "global", ["global", "uniform", "erk"], "One threshold, per layer, or ERK.")
 flags.DEFINE_string("output", os.path.join(HERE, "results", "prune_at_init.json"), "JSON results.")
 
 
@@ -85,7 +85,7 @@ def main(argv):
                 model = _fresh(shape, trial)
                 started = time.perf_counter()
                 masks = kl.prune_at_init(
-                    model, method, density, data=batches, seed=trial, scope=FLAGS.scope,
+                    model, method, density, data=batches, seed=trial, distribution=FLAGS.distribution,
                     temperature=temperature,
                     iterations=FLAGS.synflow_iterations,
                 )
@@ -100,7 +100,7 @@ def main(argv):
                 if FLAGS.shuffle and method != "random":
                     shuffled = _fresh(shape, trial)
                     kl.prune_at_init(shuffled, method, density, data=batches, seed=trial,
-                                     scope=FLAGS.scope,
+                                     distribution=FLAGS.distribution,
                                      temperature=temperature,
                                      iterations=FLAGS.synflow_iterations, ablation="shuffle")
                     row["shuffled_accuracy"] = _train_and_test(shuffled, data)

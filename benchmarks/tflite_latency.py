@@ -5,7 +5,7 @@ batch-1 and batch-32 `.tflite` latency of what each exports, interleaved in
 one run (medians of repeated timings, 1 and 2 threads):
 
 - `dense`: the trained dense network (round 0 of IMP);
-- `structured`: an IMP ticket with `granularity="neuron"` (LeNet) or
+- `structured`: an IMP ticket with `structure="neuron"` (LeNet) or
   `"channel"` (Conv-2: filters and fc units), rewound to θ0 every round,
   then compacted (`keras_lottery.compact`) and exported dense;
 - `unstructured`: the paper's IMP ticket at the same number of rounds,
@@ -175,7 +175,7 @@ def main(argv):
     keras.utils.set_random_seed(FLAGS.seed)
     structured_model = kl.wrap(_build(shape))
     dense_plain = keras.models.clone_model(kl.strip(structured_model))
-    structured_imp, structured_acc = _imp_run(structured_model, data, granularity=unit)
+    structured_imp, structured_acc = _imp_run(structured_model, data, structure=unit)
     compacted = kl.compact(structured_model, sample_inputs=data[2][0][:64])
 
     keras.utils.set_random_seed(FLAGS.seed)

@@ -47,7 +47,7 @@ def define_flags(**defaults):
     flags.DEFINE_integer("trials", 1, "Independent trials (seeds).", lower_bound=1)
     flags.DEFINE_list("controls", defaults.get("controls", ["reinit", "random_prune"]), "Controls: reinit, random_prune (empty for none).")
     flags.DEFINE_string("rewind_to", defaults.get("rewind_to", "init"), "init, an iteration k, lr or finetune.")
-    flags.DEFINE_enum("scope", defaults.get("scope", "layerwise"), ["layerwise", "global"], "Pruning scope.")
+    flags.DEFINE_enum("distribution", defaults.get("distribution", "uniform"), ["uniform", "global", "erk"], "How each round's target is spread: per layer, one global threshold, or ERK.")
     flags.DEFINE_integer("seed", 0, "Seed of trial 0 (trial t uses seed + t).")
     flags.DEFINE_string("output_dir", defaults["output_dir"], "Where results, plots and tickets go.")
     flags.DEFINE_integer(

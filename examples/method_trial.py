@@ -152,7 +152,7 @@ def run_imp(trial, directory, t, rate, rounds):
     if not all(os.path.exists(directory.file(path)) for path in scores):
         model = trial.fresh_model()
         imp = kl.IterativeMagnitudePruning(
-            rounds=rounds, epochs_per_round=trial.epochs, rate=rate, scope="global",
+            rounds=rounds, epochs_per_round=trial.epochs, rate=rate, distribution="global",
             seed=trial.seed + 1000, checkpoint_dir=directory.file(f"trial{t}", "imp_checkpoint"),
             on_round_end=save_round, verbose=1,
         )

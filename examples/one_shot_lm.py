@@ -143,7 +143,7 @@ def main(argv):
     cells = []
     for sparsity in FLAGS.sparsities:
         if ":" in sparsity:
-            cells.append((sparsity, {"pattern": sparsity}))
+            cells.append((sparsity, {"structure": sparsity}))
         else:
             try:
                 value = float(sparsity)

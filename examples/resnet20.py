@@ -35,7 +35,7 @@ flags.DEFINE_float("weight_decay", 1e-4, "SGD weight decay.", lower_bound=0.0)
 flags.DEFINE_float("rate", 0.2, "Per-round global pruning rate of the conv weights.", lower_bound=0.0, upper_bound=0.99)
 experiment.define_flags(
     dataset="cifar10", rounds=20, iterations=None, batch_size=None,
-    learning_rate=0.1, output_dir="runs/resnet20", rewind_to=None, scope="global",
+    learning_rate=0.1, output_dir="runs/resnet20", rewind_to=None, distribution="global",
 )
 
 

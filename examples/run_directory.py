@@ -49,6 +49,9 @@ class RunDirectory:
             with open(config_path) as f:
                 saved = json.load(f)
             saved.pop("trials", None)
+            if "scope" in saved:  # runs started before the one sparsity vocabulary
+                scope = saved.pop("scope")
+                saved["distribution"] = "uniform" if scope == "layerwise" else scope
             differences = file_io.config_differences(saved, settings)
             if differences:
                 raise app.UsageError(

@@ -80,7 +80,7 @@ def run_cell(trial, method, density, imp_masks):
     else:
         model = trial.fresh_model()
         started = time.perf_counter()
-        options = {"data": trial.batches(FLAGS.score_batches), "scope": "global",
+        options = {"data": trial.batches(FLAGS.score_batches), "distribution": "global",
                    "seed": trial.seed,
                    "iterations": FLAGS.synflow_iterations,
                    "temperature": FLAGS.grasp_temperature if method == "grasp" else 1.0}

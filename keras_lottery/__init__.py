@@ -12,6 +12,11 @@ Example:
 """
 
 from keras_lottery.sparsity import masks
+from keras_lottery.methods import scorers
+from keras_lottery.methods.scorers import Scorer
+from keras_lottery.methods.scorers import register_scorer
+from keras_lottery.sparsity.structure import NM
+from keras_lottery.sparsity.structure import Units
 from keras_lottery.export.compaction import CompactionError
 from keras_lottery.export.compaction import CompactionResult
 from keras_lottery.export.compaction import compact
@@ -99,6 +104,11 @@ __all__ = [
     "load_model",
     "load_ticket",
     "masks",
+    "NM",
+    "register_scorer",
+    "Scorer",
+    "scorers",
+    "Units",
     "non_pruned_weights",
     "prunable_weights",
     "prune_at_init",

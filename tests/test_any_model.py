@@ -209,13 +209,14 @@ def test_mixed_precision_counts_steps_and_exports(tmp_path):
         assert result.max_abs_error <= result.tolerance
 
 
-def test_global_scope_refuses_a_named_rate():
+def test_global_distribution_refuses_a_named_rate():
     model = kl.wrap(encoder_model(blocks=1))
     model.compile("adam", LOSS)
-    imp = kl.IterativeMagnitudePruning(rounds=2, epochs_per_round=1, scope="global",
+    imp = kl.IterativeMagnitudePruning(rounds=2, epochs_per_round=1,
+                                       distribution="global",
                                        rate={"default": 0.2, "*/mha0/*": 0.6}, verbose=0)
     x, y = _tokens()
-    with pytest.raises(ValueError, match="scope='global'"):
+    with pytest.raises(ValueError, match="distribution='global'"):
         model.fit(x, y, epochs=2, callbacks=[imp], verbose=0)
 
 

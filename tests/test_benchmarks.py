@@ -106,3 +106,22 @@ def _importable(name):
     import importlib.util
 
     return importlib.util.find_spec(name) is not None
+
+
+def test_iterative_scorers_harness_produces_every_row_and_its_table(tmp_path):
+    out = tmp_path / "scorers.json"
+    result = script_runner.run_script(
+        os.path.join(ROOT, "benchmarks", "iterative_scorers.py"),
+        ["--dataset=digits", "--scorers=magnitude,snip,synflow", "--seeds=0,1", "--rounds=2",
+         "--score_batches=1", f"--output={out}"],
+        env={**os.environ, "PYTHONPATH": ROOT}, cwd=ROOT,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    saved = json.loads(out.read_text())
+    assert {(r["scorer"], r["seed"], r["round"]) for r in saved["rows"]} == {
+        (s, seed, r) for s in ("magnitude", "snip", "synflow") for seed in (0, 1) for r in (0, 1)}
+    round1 = {s["scorer"]: s for s in saved["summary"] if s["round"] == 1}
+    assert all(s["seeds"] == 2 and s["min"] <= s["mean"] <= s["max"] for s in round1.values())
+    # Same θ0, data order and targets: every scorer reaches the same density.
+    assert len({round(s["density"], 4) for s in round1.values()}) == 1
+    assert "| round | % weights | magnitude | snip | synflow |" in result.stdout

@@ -122,7 +122,7 @@ def cell_imp(family):
 
 
 def cell_imp_global(family):
-    model, _ = _imp(family, scope="global")
+    model, _ = _imp(family, distribution="global")
     assert kl.masks.density(kl.get_masks(model)) == pytest.approx(0.5, abs=1e-3)
 
 
@@ -130,7 +130,7 @@ def cell_imp_channel(family):
     """Channel-structured IMP: whole units pruned (output layers unstructured);
     `compact` then gives a smaller model computing the same (it checks that
     itself, so a CompactionResult is that check)."""
-    model, _ = _imp(family, granularity="channel")
+    model, _ = _imp(family, structure="channel")
     output_keys = set(kl.core.wrapping.output_keys(model))
     for p in kl.prunable_weights(model):
         if p.key in output_keys:
@@ -145,7 +145,7 @@ def cell_imp_channel(family):
 
 
 def cell_imp_2_4(family):
-    model, _ = _imp(family, pattern="2:4")
+    model, _ = _imp(family, structure="2:4")
     assert all(broken == 0 for broken in kl.check_pattern(model, "2:4").values())
 
 

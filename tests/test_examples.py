@@ -290,7 +290,7 @@ def test_resnet20_on_mock_cifar_with_rewinding(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     rows = _check_run(out, ["ticket"], rounds=2, trials=1)
     config = json.loads((out / "config.json").read_text())
-    assert config["scope"] == "global" and config["rewind_to"] == "3"
+    assert config["distribution"] == "global" and config["rewind_to"] == "3"
     assert config["warmup"] == 0 and config["weight_decay"] == 1e-4 and config["rate"] == 0.2
     assert rows[1]["density"] < 1.0
 
@@ -341,6 +341,22 @@ def test_every_flag_is_part_of_the_run_settings(tmp_path):
     assert "output_dir" not in settings() and "export" not in settings()
     with pytest.raises(app.UsageError, match="new_knob: on disk None, now 0.5"):
         RunDirectory(str(tmp_path)).prepare(settings(), trials=1)
+
+
+def test_a_run_directory_from_before_the_one_vocabulary_resumes(tmp_path):
+    """Runs recorded `scope`; the flag is `--distribution` now ('layerwise'
+    is 'uniform'): the same run resumes, another distribution is refused."""
+    from absl import app
+
+    from run_directory import RunDirectory
+
+    (tmp_path / "config.json").write_text(json.dumps({"rounds": 3, "scope": "layerwise",
+                                                      "trials": 2}))
+    RunDirectory(str(tmp_path)).prepare({"rounds": 3, "distribution": "uniform"}, trials=2)
+    assert json.loads((tmp_path / "config.json").read_text())["distribution"] == "uniform"
+    (tmp_path / "config.json").write_text(json.dumps({"rounds": 3, "scope": "global"}))
+    with pytest.raises(app.UsageError, match="distribution: on disk 'global', now 'uniform'"):
+        RunDirectory(str(tmp_path)).prepare({"rounds": 3, "distribution": "uniform"}, trials=2)
 
 
 def test_an_arm_written_under_a_relative_output_dir_is_found_on_resume(tmp_path, monkeypatch):

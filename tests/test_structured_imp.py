@@ -38,7 +38,7 @@ def test_neuron_masks_are_whole_units_and_rewind_to_theta0():
     model = kl.wrap(mlp(hidden=(32, 16)))
     theta0 = {w.path: keras.ops.convert_to_numpy(w) for w in model.weights}
     starts = _RoundStarts()
-    imp = _run(model, callbacks=[starts], granularity="neuron")
+    imp = _run(model, callbacks=[starts], structure="neuron")
     history = imp.mask_history
     for round_index, masks in enumerate(history):
         for key in ("fc0/kernel", "fc1/kernel"):
@@ -62,7 +62,7 @@ def test_neuron_masks_are_whole_units_and_rewind_to_theta0():
 def test_a_neuron_ticket_compacts_to_a_smaller_model_with_the_same_outputs():
     keras.utils.set_random_seed(1)
     model = kl.wrap(mlp(hidden=(32, 16)))
-    _run(model, granularity="neuron", norm="l2")
+    _run(model, structure=kl.Units(norm="l2"))
     result = kl.compact(model)
     masks = kl.get_masks(model)
     # A unit goes when its fan-in is pruned, and also when its fan-out is (the
@@ -78,7 +78,7 @@ def test_a_neuron_ticket_compacts_to_a_smaller_model_with_the_same_outputs():
     )
 
 
-def test_channel_granularity_on_conv_bn_conv_then_compaction():
+def test_channel_structure_on_conv_bn_conv_then_compaction():
     keras.utils.set_random_seed(2)
     inputs = keras.Input((8, 8, 3))
     h = keras.layers.Conv2D(16, 3, padding="same", name="c1")(inputs)
@@ -91,7 +91,7 @@ def test_channel_granularity_on_conv_bn_conv_then_compaction():
     x, y = rng.normal(size=(64, 8, 8, 3)).astype("float32"), rng.integers(0, 3, 64)
     model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     imp = kl.IterativeMagnitudePruning(rounds=3, epochs_per_round=1, rate=0.5, verbose=0,
-                                       granularity="channel")
+                                       structure="channel")
     model.fit(x, y, epochs=imp.total_epochs, verbose=0, callbacks=[imp])
     masks = kl.get_masks(model)
     assert [int(masks[k].any(axis=(0, 1, 2)).sum()) for k in ("c1/kernel", "c2/kernel")] == [4, 3]
@@ -105,7 +105,7 @@ def test_channel_granularity_on_conv_bn_conv_then_compaction():
 def test_two_four_pattern_holds_through_rounds_controls_and_export(tmp_path):
     keras.utils.set_random_seed(3)
     ticket_model = kl.wrap(mlp(hidden=(32, 16)))
-    imp = _run(ticket_model, pattern="2:4")
+    imp = _run(ticket_model, structure="2:4")
     nm = structure.NM(2, 4, axis=0)
     per_group = [max(int(m["fc0/kernel"].reshape(3, 4, 32).sum(1).max()), 0)
                  for m in imp.mask_history]
@@ -115,7 +115,7 @@ def test_two_four_pattern_holds_through_rounds_controls_and_export(tmp_path):
     for control in ("random_prune", "reinit"):
         keras.utils.set_random_seed(3)
         control_model = kl.wrap(mlp(hidden=(32, 16)))
-        control_imp = _run(control_model, pattern="2:4", control=control)
+        control_imp = _run(control_model, structure="2:4", control=control)
         assert all(nm.holds(m) for m in control_imp.mask_history[-1].values()), control
         assert set(kl.check_pattern(control_model, "2:4").values()) == {0}, control
     plain = kl.strip(ticket_model)
@@ -131,19 +131,22 @@ def test_two_four_pattern_holds_through_rounds_controls_and_export(tmp_path):
 
 
 def test_bad_structure_arguments_are_refused_up_front():
-    with pytest.raises(ValueError, match="layerwise"):
-        kl.IterativeMagnitudePruning(rounds=2, epochs_per_round=1, scope="global",
-                                     granularity="neuron")
-    with pytest.raises(ValueError, match="granularity"):
-        kl.IterativeMagnitudePruning(rounds=2, epochs_per_round=1, granularity="block")
+    with pytest.raises(ValueError, match="distribution='uniform'"):
+        kl.IterativeMagnitudePruning(rounds=2, epochs_per_round=1, distribution="global",
+                                     structure="neuron")
+    with pytest.raises(ValueError, match="fixes each kernel's density"):
+        kl.IterativeMagnitudePruning(rounds=2, epochs_per_round=1, distribution="erk",
+                                     structure="2:4")
+    with pytest.raises(ValueError, match="structure must be"):
+        kl.IterativeMagnitudePruning(rounds=2, epochs_per_round=1, structure="block")
     with pytest.raises(ValueError, match="N:M"):
-        kl.IterativeMagnitudePruning(rounds=2, epochs_per_round=1, pattern="2-4")
+        kl.IterativeMagnitudePruning(rounds=2, epochs_per_round=1, structure="2:x")
     inputs = keras.Input((6,), dtype="int32")
     h = keras.layers.Embedding(20, 8, name="emb")(inputs)
     h = keras.layers.GlobalAveragePooling1D()(h)
     model = kl.wrap(keras.Model(inputs, keras.layers.Dense(2, name="out")(h)))
     model.compile("sgd", "mse")
-    imp = kl.IterativeMagnitudePruning(rounds=2, epochs_per_round=1, granularity="neuron",
+    imp = kl.IterativeMagnitudePruning(rounds=2, epochs_per_round=1, structure="neuron",
                                        verbose=0)
     with pytest.raises(ValueError, match="emb/embeddings.*Embedding"):
         model.fit(np.ones((4, 6), "int32"), np.ones((4, 2)), epochs=2, verbose=0,

@@ -258,11 +258,11 @@ class _Plan:
                 f"{' '.join(sentences)} Every layer compaction could shrink in this model "
                 f"({len(shrinkable)}) writes into {target}: left dense, they leave nothing to "
                 "remove, so compaction cannot make this model smaller. Prune it with "
-                "granularity='weight' and export it sparse (kl.export_tflite) instead."
+                "structure='weight' and export it sparse (kl.export_tflite) instead."
             )
         raise CompactionError(
             f"{' '.join(sentences)} Leave the layers that write into {target} dense: wrap "
-            f"with exclude={sorted(writers)} (or prune those with granularity='weight'), "
+            f"with exclude={sorted(writers)} (or prune those with structure='weight'), "
             "then compact."
         )
 

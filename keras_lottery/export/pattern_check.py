@@ -5,7 +5,7 @@ EinsumDense kernel (of a wrapped model, a stripped one, or one loaded from an
 export) and counts, per kernel, the groups of M consecutive weights along the
 input axis that hold more than N non-zeros (an EinsumDense kernel: along its
 input features, flattened in kernel order, as `prune_one_shot` groups them). A ticket trained with
-`IterativeMagnitudePruning(pattern="2:4")` has none in its pruned kernels.
+`IterativeMagnitudePruning(structure="2:4")` has none in its pruned kernels.
 
 Example:
 >>> model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(2, name="fc")])
@@ -19,7 +19,7 @@ import keras
 from keras import ops
 
 from keras_lottery.backend import layer_tree
-from keras_lottery.methods import one_shot
+from keras_lottery.methods import layer_inputs
 from keras_lottery.sparsity import structure
 
 
@@ -54,7 +54,7 @@ def check_pattern(model, pattern, layers=None):
         kernel = getattr(layer, "kernel", None)
         values = None
         if isinstance(layer, keras.layers.EinsumDense) and kernel is not None:
-            layout = one_shot.kernel_layout(layer, tuple(kernel.shape))
+            layout = layer_inputs.kernel_layout(layer, tuple(kernel.shape))
             if layout is not None:  # [input features, outputs]: the input axis is 0
                 values, axes = layout.to_matrix(ops.convert_to_numpy(kernel)), (-1, 0)
         if axes is None or kernel is None:

@@ -29,6 +29,8 @@ from keras_lottery.imp import state as imp_state
 from keras_lottery.backend import keras_internals
 from keras_lottery.backend import limits
 from keras_lottery.sparsity import masks as masks_lib
+from keras_lottery.sparsity import vocabulary
+from keras_lottery.methods import scorers as scorers_lib
 from keras_lottery.backend import optimizer_state
 from keras_lottery.core import rewinding
 from keras_lottery.imp import schedules as schedules_lib
@@ -38,8 +40,8 @@ from keras_lottery.imp.round_log import RoundLog
 from keras_lottery.imp.round_log import summary_line
 from keras_lottery.imp.round_plan import RoundPlan
 
-LAYERWISE = decision.LAYERWISE
-GLOBAL = decision.GLOBAL
+UNIFORM = vocabulary.UNIFORM
+GLOBAL = vocabulary.GLOBAL
 REWIND_INIT = rewinding.INIT
 REWIND_LR = rewinding.LR
 REWIND_FINETUNE = rewinding.FINETUNE
@@ -97,29 +99,28 @@ class IterativeMagnitudePruning(keras.callbacks.Callback):
             key, layer name or glob (see `keras_lottery.imp.schedules.Geometric`).
         schedule: instead of `rate`, a `keras_lottery.imp.schedules` schedule or a
             tfmot-style pruning schedule.
-        scope: "layerwise" (each weight tensor to its own target) or "global"
-            (one magnitude threshold over every weight whose rate is not 0).
-        granularity: "weight" (single weights, the paper's IMP), or "neuron"
-            / "channel" (whole Dense units / Conv filters, ranked by the
-            `norm` of their weights; the output layers stay unstructured).
-            A structured ticket compacts into a smaller dense model
-            (`keras_lottery.compact`). Needs `scope="layerwise"`.
-        pattern: "N:M" (e.g. "2:4"): N of every M consecutive weights along
-            each kernel's input axis survive. Rounds tighten the groups with
-            the schedule (4:4 -> 3:4 -> 2:4 at the geometric default) and the
-            last round always holds the pattern. Needs `scope="layerwise"`.
-        norm: "l1" or "l2", the unit ranking of neuron/channel granularity.
-        early_bird: None, or a `keras_lottery.EarlyBird(threshold, patience)`:
-            ends each round but the last once the masks the next round would
-            get stop changing between epochs (Early-Bird tickets); rows record
-            the distances and `stopped_early="EarlyBird"`.
-        instability: None, or a `keras_lottery.InstabilityProbe`: at the
-            start of every round, two copies of the network the round trains
-            from (θ0 dense in round 0; the rewound ticket after) are trained
-            with different data orders and the error barrier on the line
-            between them is recorded in the row (`instability_barrier`,
-            `instability_errors`). Costs two extra trainings per round; the
-            run itself goes on from unchanged weights and optimizer state.
+        distribution: how each round's target is spread (the one sparsity
+            vocabulary, `keras_lottery.sparsity.vocabulary`): "uniform" (each
+            weight tensor to its own target, the paper's IMP), "global" (one
+            threshold over every weight whose rate is not 0) or "erk" (the
+            round's overall target spread Erdős–Rényi-Kernel: denser small
+            layers).
+        structure: "weight" (single weights, the paper's IMP); "neuron" /
+            "channel" (whole Dense units / Conv filters, ranked by the L1
+            norm of their scores; `Units(norm="l2")` for L2; the output
+            layers stay unstructured): a structured ticket compacts into a
+            smaller dense model (`keras_lottery.compact`); or "N:M" (e.g.
+            "2:4"): N of every M consecutive weights along each kernel's
+            input axis survive, rounds tighten the groups with the schedule
+            (4:4 -> 3:4 -> 2:4 at the geometric default) and the last round
+            always holds the pattern. Structures need "uniform" (units also
+            take "erk").
+        scorer: what ranks the survivors at each round's end: "magnitude"
+            (the default, the paper's IMP), another registered name, or a
+            `keras_lottery.methods.scorers.Scorer` holding its data
+            (`Snip(data=...)`: iterative SNIP; "synflow": iterative SynFlow),
+            scored on the round's trained weights before the rewind.
+        exclude: keys, layer names or globs of weights this run never prunes.
         latency_policy: None, or "xnnpack_sparse": prune only the 1x1
             convolutions that XNNPACK's sparse inference runs (ARM builds of
             LiteRT), after checking up front that the model's structure
@@ -191,10 +192,10 @@ class IterativeMagnitudePruning(keras.callbacks.Callback):
         epochs_per_round,
         rate=None,
         schedule=None,
-        scope=LAYERWISE,
-        granularity="weight",
-        pattern=None,
-        norm="l1",
+        distribution=UNIFORM,
+        structure="weight",
+        scorer="magnitude",
+        exclude=None,
         latency_policy=None,
         early_bird=None,
         instability=None,
@@ -213,15 +214,19 @@ class IterativeMagnitudePruning(keras.callbacks.Callback):
         round_callbacks=None,
         on_round_end=None,
         verbose=1,
+        **kwargs,
     ):
         super().__init__()
+        vocabulary.refuse_renamed("IterativeMagnitudePruning", kwargs,
+                                  renamed=("scope", "granularity", "pattern", "norm"))
         self.rounds = imp_checks.positive_int(rounds, "rounds")
         self.epochs_per_round = imp_checks.positive_int(epochs_per_round, "epochs_per_round")
-        imp_checks.structure_arguments(scope, granularity, pattern, norm)
-        self.scope, self.granularity, self.pattern, self.norm = scope, granularity, pattern, norm
-        self.latency_policy = imp_checks.latency_policy_argument(
-            latency_policy, granularity, pattern
-        )
+        self.distribution = vocabulary.distribution_argument(distribution)
+        self.structure = vocabulary.structure_argument(structure)
+        vocabulary.check_combination(self.distribution, self.structure)
+        self.scorer = scorers_lib.get(scorer)
+        self.exclude = exclude
+        self.latency_policy = imp_checks.latency_policy_argument(latency_policy, self.structure)
         self.rewind_to = imp_checks.rewind_argument(rewind_to)
         self.control = imp_checks.one_of(control, CONTROLS, "control", none_ok=True)
         schedule = schedules_lib.get(schedule, rate)
@@ -347,10 +352,10 @@ class IterativeMagnitudePruning(keras.callbacks.Callback):
             model,
             schedule=self.schedule,
             output_layers=self.output_layers,
-            scope=self.scope,
-            granularity=self.granularity,
-            pattern=self.pattern,
-            norm=self.norm,
+            distribution=self.distribution,
+            structure=self.structure,
+            scorer=self.scorer,
+            exclude=self.exclude,
             control=self.control,
             seed=self.seed,
             reference_masks=self.reference_masks,
@@ -509,7 +514,7 @@ class IterativeMagnitudePruning(keras.callbacks.Callback):
         if self.early_bird is None or state.round + 1 >= self.rounds:
             return False
         ahead, _ = self._plan.next_masks(
-            lambda: wrapping.read_weights(self.model), masks, state.round + 1,
+            self.model, masks, state.round + 1,
             state.round_start_step + self._log.steps, state.round_start_step, quiet=True,
         )
         self.early_bird.update(ahead)
@@ -522,7 +527,7 @@ class IterativeMagnitudePruning(keras.callbacks.Callback):
         next_round = state.round + 1
         last_steps = state.results[-1]["steps"] if state.results else 0
         new, note = self._plan.next_masks(
-            lambda: wrapping.read_weights(model),
+            model,
             wrapping.get_masks(model),
             next_round,
             state.total_steps,
@@ -577,7 +582,15 @@ class IterativeMagnitudePruning(keras.callbacks.Callback):
     # ---------------------------------------------------------- checkpoints
 
     def _config(self):
-        return imp_state.run_config(self, self._plan.keys)
+        settings = {
+            "rounds": self.rounds, "epochs_per_round": self.epochs_per_round,
+            "distribution": self.distribution, "structure": self.structure.describe(),
+            "scorer": self.scorer.name, "exclude": self.exclude,
+            "latency_policy": self.latency_policy, "rewind_to": self.rewind_to,
+            "one_shot": self.one_shot, "control": self.control, "seed": self.seed,
+            "monitor": self.monitor, "mode": self.mode,
+        }
+        return imp_state.run_config(settings, self.schedule, self.early_bird, self._plan.keys)
 
     def _has_checkpoint(self):
         return self.checkpoint_path is not None and os.path.exists(self.checkpoint_path)

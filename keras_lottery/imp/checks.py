@@ -15,10 +15,8 @@ import numbers
 import keras
 import numpy as np
 
-from keras_lottery.sparsity import decision
 from keras_lottery.sparsity import masks as masks_lib
 from keras_lottery.core import rewinding
-from keras_lottery.sparsity import structure
 from keras_lottery.core import wrapping
 
 
@@ -117,7 +115,7 @@ def already_pruned_note(model, masks):
 
 
 def asks_nothing(schedule, next_round, targets, current, total_steps, keys, output_keys,
-                 scope="layerwise"):
+                 distribution="uniform"):
     """Whether the schedule asks for a new, higher sparsity that the current
     masks already meet (holding last round's target is not that)."""
     kept = sum(
@@ -129,7 +127,8 @@ def asks_nothing(schedule, next_round, targets, current, total_steps, keys, outp
         return False
     if next_round == 1:
         return any(value > 0 for value in targets.values())
-    previous = schedule.targets(next_round - 1, total_steps, keys, output_keys, scope=scope)
+    previous = schedule.targets(next_round - 1, total_steps, keys, output_keys,
+                                distribution=distribution)
     return previous is not None and targets != previous
 
 
@@ -184,30 +183,6 @@ def one_of(value, allowed, what, none_ok=False):
     raise ValueError(f"{what} must be {prefix}one of {tuple(allowed)}; received {value!r}.")
 
 
-def structure_arguments(scope, granularity, pattern, norm):
-    """Checks that `scope`, `granularity`, `pattern` and `norm` are valid and
-    combine: global scope ranks single weights, so it takes neither a unit
-    granularity nor an N:M pattern.
-
-    Example:
-    >>> structure_arguments("global", "neuron", None, "l1")
-    Traceback (most recent call last):
-    ...
-    ValueError: scope='global' ranks single weights against each other; it does not combine with neuron/channel granularity or an N:M pattern. Use scope='layerwise'.
-    """
-    one_of(scope, decision.SCOPES, "scope")
-    one_of(granularity, structure.GRANULARITIES, "granularity")
-    if pattern is not None:
-        structure.parse_pattern(pattern)
-    one_of(norm, structure.NORMS, "norm")
-    if scope == decision.GLOBAL and (granularity != "weight" or pattern is not None):
-        raise ValueError(
-            "scope='global' ranks single weights against each other; it does not "
-            "combine with neuron/channel granularity or an N:M pattern. Use "
-            "scope='layerwise'."
-        )
-
-
 def callbacks_argument(callbacks, what):
     """`callbacks` as a list of `keras.callbacks.Callback`, or TypeError.
 
@@ -243,22 +218,21 @@ def per_round_argument(values, rounds, what):
 LATENCY_POLICIES = ("xnnpack_sparse",)
 
 
-def latency_policy_argument(latency_policy, granularity, pattern):
+def latency_policy_argument(latency_policy, structure):
     """`latency_policy` checked: None or "xnnpack_sparse" (unstructured
     weights only: XNNPACK's sparse kernels skip single zero weights).
 
     Example:
-    >>> latency_policy_argument("xnnpack_sparse", "neuron", None)
+    >>> latency_policy_argument("xnnpack_sparse", keras_lottery.sparsity.structure.Units())
     Traceback (most recent call last):
     ...
-    ValueError: latency_policy='xnnpack_sparse' prunes single weights of 1x1 convolutions; it does not combine with granularity='neuron' or a pattern (None).
+    ValueError: latency_policy='xnnpack_sparse' prunes single weights of 1x1 convolutions; it does not combine with structure='units(axis=-1, norm=l1)'.
     """
     one_of(latency_policy, LATENCY_POLICIES, "latency_policy", none_ok=True)
-    if latency_policy is not None and (granularity != "weight" or pattern is not None):
+    if latency_policy is not None and not structure.elementwise:
         raise ValueError(
             f"latency_policy={latency_policy!r} prunes single weights of 1x1 "
-            f"convolutions; it does not combine with granularity={granularity!r} or a "
-            f"pattern ({pattern!r})."
+            f"convolutions; it does not combine with structure='{structure.describe()}'."
         )
     return latency_policy
 

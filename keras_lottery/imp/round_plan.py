@@ -17,8 +17,7 @@ Example:
 >>> plan.keys, plan.output_keys
 (('fc/kernel', 'out/kernel'), ('out/kernel',))
 >>> new, note = plan.next_masks(
-...     lambda: keras_lottery.core.wrapping.read_weights(model),
-...     keras_lottery.get_masks(model), next_round=1, total_steps=10, previous_step=0)
+...     model, keras_lottery.get_masks(model), next_round=1, total_steps=10, previous_step=0)
 >>> int(new["fc/kernel"].sum()), int(new["out/kernel"].sum()), note
 (16, 8, None)
 """
@@ -27,12 +26,15 @@ import dataclasses
 
 import numpy as np
 
-from keras_lottery.sparsity import decision
-from keras_lottery.imp import checks as imp_checks
-from keras_lottery.sparsity import masks as masks_lib
-from keras_lottery.export import sparse_inference
-from keras_lottery.sparsity import structure as structure_lib
 from keras_lottery.core import wrapping
+from keras_lottery.export import sparse_inference
+from keras_lottery.imp import checks as imp_checks
+from keras_lottery.methods import scorers as scorers_lib
+from keras_lottery.sparsity import budgets
+from keras_lottery.sparsity import decision
+from keras_lottery.sparsity import masks as masks_lib
+from keras_lottery.sparsity import structure as structure_lib
+from keras_lottery.sparsity import vocabulary
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,10 +44,12 @@ class RoundPlan:
     Attributes:
         keys: the prunable weights' mask keys, in model order.
         output_keys: keys of the output layers (pruned at the schedule's
-            output rate; unstructured under a unit granularity).
-        structure: `{key: Structure}` for the granularity/pattern.
+            output rate; unstructured under a unit structure).
+        structure: `{key: Structure}` for the run's structure.
         schedule: the run's schedule.
-        scope: "layerwise" or "global".
+        distribution: "uniform", "global" or "erk".
+        scorer: the `keras_lottery.methods.scorers.Scorer` ranking survivors.
+        excluded: keys the run never prunes (`exclude=`).
         control: None or "random_prune" (the decision's control; "reinit" is
             a rewinding matter).
         seed: the run's seed; round r draws with `seed_for(r)`.
@@ -53,18 +57,22 @@ class RoundPlan:
         rounds: number of rounds of the run.
         only: None, or the keys the run may prune (a latency policy's
             choice); the others keep every weight.
+        shapes: `{key: shape}` of the pruned weights.
     """
 
     keys: tuple
     output_keys: tuple
     structure: dict
     schedule: object
-    scope: str = decision.LAYERWISE
+    distribution: str = vocabulary.UNIFORM
+    scorer: object = dataclasses.field(default_factory=scorers_lib.Magnitude)
+    excluded: frozenset = frozenset()
     control: object = None
     seed: int = 0
     reference: object = None
     rounds: int = 2
     only: object = None
+    shapes: dict = dataclasses.field(default_factory=dict)
 
     @classmethod
     def for_model(
@@ -73,10 +81,10 @@ class RoundPlan:
         *,
         schedule,
         output_layers,
-        scope=decision.LAYERWISE,
-        granularity="weight",
-        pattern=None,
-        norm="l1",
+        distribution=vocabulary.UNIFORM,
+        structure="weight",
+        scorer="magnitude",
+        exclude=None,
         control=None,
         seed=0,
         reference_masks=None,
@@ -95,13 +103,15 @@ class RoundPlan:
             )
         keys = tuple(p.key for p in prunables)
         output_keys = tuple(wrapping.output_keys(model, output_layers))
-        schedule.validate(list(keys), list(output_keys), scope)
+        template = vocabulary.structure_argument(structure)
+        vocabulary.check_combination(distribution, template)
+        schedule.validate(list(keys), list(output_keys), distribution)
+        excluded = frozenset(vocabulary.excluded_keys(exclude, keys))
         structure = structure_lib.structures_for(
-            [(p.key, type(p.owner).__name__, tuple(p.shape)) for p in prunables],
-            granularity=granularity,
-            pattern=pattern,
-            norm=norm,
-            skip=output_keys if pattern is None else (),
+            [(p.key, type(p.owner).__name__, tuple(p.shape)) for p in prunables
+             if p.key not in excluded],
+            template,
+            skip=output_keys if not isinstance(template, structure_lib.NM) else (),
         )
         reference = None
         if reference_masks is not None:
@@ -114,12 +124,15 @@ class RoundPlan:
             output_keys=output_keys,
             structure=structure,
             schedule=schedule,
-            scope=scope,
+            distribution=distribution,
+            scorer=scorers_lib.get(scorer),
+            excluded=excluded,
             control=control if control == decision.RANDOM_PRUNE else None,
             seed=int(seed),
             reference=reference,
             rounds=int(rounds),
             only=_policy_keys(model, latency_policy),
+            shapes={p.key: tuple(p.shape) for p in prunables},
         )
 
     def seed_for(self, round_index):
@@ -127,13 +140,13 @@ class RoundPlan:
         state = np.random.SeedSequence([self.seed, round_index]).generate_state(1)
         return int(state[0] % (2**31 - 1))
 
-    def next_masks(self, read_weights, current, next_round, total_steps, previous_step,
+    def next_masks(self, model, current, next_round, total_steps, previous_step,
                    quiet=False):
         """The masks of `next_round`, and a note when it prunes nothing.
 
         Args:
-            read_weights: zero-argument callable giving `{key: array}` (only
-                called when something is pruned).
+            model: the wrapped model, holding the trained weights the scorer
+                ranks (only read when something is pruned).
             current: the masks of the round that just ended.
             next_round: index of the round about to start (>= 1).
             total_steps: training steps of the run so far.
@@ -145,14 +158,12 @@ class RoundPlan:
             `(masks, note)`; `note` is None or a sentence for a warning.
         """
         args = (list(self.keys), list(self.output_keys))
-        targets = self.schedule.targets(
-            next_round, total_steps, *args, scope=self.scope, previous_step=previous_step
+        asked = self.schedule.targets(
+            next_round, total_steps, *args, distribution=self.distribution,
+            previous_step=previous_step,
         )
         reference = self.reference[next_round] if self.reference is not None else None
-        if targets is not None and next_round == self.rounds - 1:
-            targets = structure_lib.final_targets(self.structure, targets)
-        if targets is not None and self.only is not None:
-            targets = {key: value if key in self.only else 0.0 for key, value in targets.items()}
+        targets = self._spread(asked, next_round)
         if targets is None and reference is None:
             return current, (
                 f"IterativeMagnitudePruning: round {next_round} prunes nothing: the "
@@ -160,11 +171,16 @@ class RoundPlan:
                 f"({previous_step}, {total_steps}] of the round before it, so the "
                 "masks are kept."
             )
+        scores = None
+        if reference is None:
+            context = scorers_lib.ScoringContext(model, current, seed=self.seed_for(next_round))
+            scores = self.scorer.scores(context)
         new = decision.next_masks(
-            read_weights(),
+            None,
             current,
             targets or {},
-            scope=self.scope,
+            distribution=self.distribution,
+            scores=scores,
             structure=self.structure,
             control=self.control,
             reference=reference,
@@ -172,7 +188,7 @@ class RoundPlan:
         )
         note = None
         if reference is None and not quiet and imp_checks.asks_nothing(
-            self.schedule, next_round, targets, current, total_steps, *args, self.scope
+            self.schedule, next_round, asked, current, total_steps, *args, self.distribution
         ):
             note = (
                 f"IterativeMagnitudePruning: round {next_round} prunes nothing: its "
@@ -181,6 +197,24 @@ class RoundPlan:
                 "before this run?), so the masks are kept."
             )
         return new, note
+
+    def _spread(self, targets, next_round):
+        """The schedule's targets with the run's exclusions, ERK's shares,
+        the last round's N:M pattern and a latency policy applied."""
+        if targets is None:
+            return None
+        targets = {key: 0.0 if key in self.excluded else value for key, value in targets.items()}
+        if self.distribution == vocabulary.ERK:
+            pool = {key: self.shapes[key] for key, value in targets.items() if value > 0}
+            if pool:
+                sizes = np.array([np.prod(shape) for shape in pool.values()], np.float64)
+                overall = float(np.dot(sizes, [targets[k] for k in pool]) / sizes.sum())
+                targets.update(budgets.budgets(pool, 1.0 - overall, vocabulary.ERK))
+        if next_round == self.rounds - 1:
+            targets = structure_lib.final_targets(self.structure, targets)
+        if self.only is not None:
+            targets = {key: value if key in self.only else 0.0 for key, value in targets.items()}
+        return targets
 
     def policy_note(self, masks):
         """A sentence when the masks of a run with a latency policy miss what

@@ -28,11 +28,12 @@ import keras
 import numpy as np
 
 from keras_lottery.sparsity import masks as masks_lib
+from keras_lottery.sparsity import vocabulary
 
 OUTPUT = "output"
-DEFAULT = "default"
-LAYERWISE = "layerwise"
-GLOBAL = "global"
+DEFAULT = vocabulary.DEFAULT
+UNIFORM = vocabulary.UNIFORM
+GLOBAL = vocabulary.GLOBAL
 _PACKAGE = "keras_lottery"
 
 
@@ -62,7 +63,7 @@ class RoundSchedule:
         """
         raise NotImplementedError
 
-    def targets(self, round_index, step, keys, output_keys, scope=LAYERWISE, previous_step=0):
+    def targets(self, round_index, step, keys, output_keys, distribution=UNIFORM, previous_step=0):
         """`{key: sparsity}` for round `round_index`, or None to keep masks.
 
         Args:
@@ -70,7 +71,8 @@ class RoundSchedule:
             step: training steps taken so far over all rounds.
             keys: the mask keys of the pruned weights.
             output_keys: those among them that produce model outputs.
-            scope: "layerwise" or "global".
+            distribution: "uniform", or "global" / "erk" (one pool at one
+                overall target, spread afterwards).
             previous_step: the step the round that just ended started at.
         """
         sparsity = self.target(round_index, step, previous_step)
@@ -78,7 +80,7 @@ class RoundSchedule:
             return None
         return {key: sparsity for key in keys}
 
-    def validate(self, keys, output_keys, scope=LAYERWISE):
+    def validate(self, keys, output_keys, distribution=UNIFORM):
         """Raises ValueError if the schedule does not fit the model."""
 
     def get_config(self):
@@ -126,19 +128,10 @@ class Geometric(RoundSchedule):
         Raises:
             ValueError: two patterns with different rates select the key.
         """
-        chosen = {
-            pattern: value
-            for pattern, value in self.rates.items()
-            if pattern not in (DEFAULT, OUTPUT) and masks_lib.matches(pattern, key)
-        }
-        if len(set(chosen.values())) > 1:
-            raise ValueError(
-                f"rate patterns {sorted(chosen)} all select {key!r} with different "
-                f"rates {sorted(set(chosen.values()))}; make them select disjoint "
-                "weights."
-            )
-        if chosen:
-            return next(iter(chosen.values()))
+        named = {p: v for p, v in self.rates.items() if p not in (DEFAULT, OUTPUT)}
+        chosen = vocabulary.pick(named, key, "rate")
+        if chosen is not None:
+            return chosen
         if key in output_keys:
             return self.rates[OUTPUT]
         return self.rates[DEFAULT]
@@ -146,10 +139,10 @@ class Geometric(RoundSchedule):
     def target(self, round_index, step, previous_step=0):
         return 1.0 - (1.0 - self.rates[DEFAULT]) ** round_index
 
-    def targets(self, round_index, step, keys, output_keys, scope=LAYERWISE, previous_step=0):
-        if scope == GLOBAL:
-            # One threshold over the pool at the default rate; weights whose
-            # rate is 0 stay out of it.
+    def targets(self, round_index, step, keys, output_keys, distribution=UNIFORM, previous_step=0):
+        if distribution != UNIFORM:
+            # One pool at the default rate (one threshold for "global", ERK's
+            # shares for "erk"); weights whose rate is 0 stay out of it.
             overall = self.target(round_index, step, previous_step)
             return {
                 key: 0.0 if self._global_rate(key, output_keys) == 0 else overall
@@ -165,7 +158,7 @@ class Geometric(RoundSchedule):
             return self.rates[DEFAULT]  # the implicit half rate plays no part
         return rate
 
-    def validate(self, keys, output_keys, scope=LAYERWISE):
+    def validate(self, keys, output_keys, distribution=UNIFORM):
         patterns = [p for p in self.rates if p not in (DEFAULT, OUTPUT)]
         unknown = [p for p in patterns if not masks_lib.select(p, keys)]
         if unknown:
@@ -176,7 +169,7 @@ class Geometric(RoundSchedule):
             )
         for key in keys:
             self.rate_for(key, output_keys)
-        if scope == GLOBAL:
+        if distribution != UNIFORM:
             named = {
                 pattern: value
                 for pattern, value in self.rates.items()
@@ -186,11 +179,11 @@ class Geometric(RoundSchedule):
             }
             if named:
                 raise ValueError(
-                    f"scope='global' prunes every pooled weight with one magnitude "
-                    f"threshold at the default rate ({self.rates[DEFAULT]}); a rate "
-                    f"for named weights can only be 0 (to leave them out of the "
-                    f"pool). Received {named}. Use scope='layerwise' for per-layer "
-                    "rates."
+                    f"distribution={distribution!r} prunes every pooled weight at the "
+                    f"default rate ({self.rates[DEFAULT]}) and sets each tensor's share "
+                    f"itself; a rate for named weights can only be 0 (to leave them out "
+                    f"of the pool). Received {named}. Use distribution='uniform' for "
+                    "per-layer rates."
                 )
 
     def get_config(self):
@@ -311,13 +304,13 @@ class OneShot(RoundSchedule):
     def target(self, round_index, step, previous_step=0):
         return self.schedule.target(self.final_round, step, previous_step)
 
-    def targets(self, round_index, step, keys, output_keys, scope=LAYERWISE, previous_step=0):
+    def targets(self, round_index, step, keys, output_keys, distribution=UNIFORM, previous_step=0):
         return self.schedule.targets(
-            self.final_round, step, keys, output_keys, scope=scope, previous_step=previous_step
+            self.final_round, step, keys, output_keys, distribution=distribution, previous_step=previous_step
         )
 
-    def validate(self, keys, output_keys, scope=LAYERWISE):
-        self.schedule.validate(keys, output_keys, scope)
+    def validate(self, keys, output_keys, distribution=UNIFORM):
+        self.schedule.validate(keys, output_keys, distribution)
 
     def get_config(self):
         return {

@@ -21,6 +21,8 @@ import keras
 from keras_lottery.files import checkpoint as checkpoint_lib
 from keras_lottery.files import file_io
 from keras_lottery.sparsity import masks as masks_lib
+from keras_lottery.sparsity import structure as structure_lib
+from keras_lottery.sparsity import vocabulary
 from keras_lottery.core.rewinding import RewindPoint
 
 
@@ -114,28 +116,52 @@ class IMPState:
         )
 
 
-RUN_SETTINGS = (
-    "rounds", "epochs_per_round", "scope", "granularity", "pattern", "norm",
-    "latency_policy", "rewind_to", "one_shot", "control", "seed", "monitor", "mode",
-)
-
-
-def run_config(imp, keys):
-    """The settings of the run of the IMP callback `imp` on a model with
-    prunable `keys` that a checkpoint records and a resuming run must match
-    (the schedule compared by its Keras config, not its repr).
+def run_config(settings, schedule, early_bird, keys):
+    """What an IMP checkpoint records of its run, and a resuming run must
+    match: the callback's `settings` (a dict of JSON-able values), the
+    schedule (compared by its Keras config, not its repr), the Early-Bird
+    settings and the prunable `keys`.
 
     Example:
-    >>> imp = keras_lottery.IterativeMagnitudePruning(2, 1, rate=0.5, seed=3)
-    >>> config = run_config(imp, ["fc/kernel"])
+    >>> schedule = keras_lottery.schedules.Geometric(0.5)
+    >>> config = run_config({"seed": 3}, schedule, None, ["fc/kernel"])
     >>> config["seed"], config["schedule"]["class_name"], config["keys"]
     (3, 'Geometric', ['fc/kernel'])
     """
-    config = {name: getattr(imp, name) for name in RUN_SETTINGS}
-    config["schedule"] = keras.saving.serialize_keras_object(imp.schedule)
-    config["early_bird"] = None if imp.early_bird is None else imp.early_bird.get_config()
+    config = dict(settings)
+    config["schedule"] = keras.saving.serialize_keras_object(schedule)
+    config["early_bird"] = None if early_bird is None else early_bird.get_config()
     config["keys"] = list(keys)
     return file_io.json_safe(config)
+
+
+def upgraded(config):
+    """A checkpoint's settings in the one sparsity vocabulary: checkpoints
+    written before it recorded `scope`, `granularity`, `pattern` and `norm`
+    (and no scorer or exclusions).
+
+    Example:
+    >>> old = {"scope": "layerwise", "granularity": "neuron", "pattern": None, "norm": "l2"}
+    >>> upgraded(old)
+    {'distribution': 'uniform', 'structure': 'units(axis=-1, norm=l2)', 'scorer': 'magnitude', 'exclude': None}
+    """
+    if "scope" not in config:
+        return dict(config)
+    config = dict(config)
+    scope = config.pop("scope")
+    granularity, pattern, norm = (config.pop(k, d) for k, d in
+                                  (("granularity", "weight"), ("pattern", None), ("norm", "l1")))
+    if pattern is not None:
+        structure = vocabulary.structure_argument(pattern)
+    elif granularity == "weight":
+        structure = vocabulary.structure_argument("weight")
+    else:
+        structure = structure_lib.Units(norm=norm)
+    config["distribution"] = vocabulary.UNIFORM if scope == "layerwise" else scope
+    config["structure"] = structure.describe()
+    config.setdefault("scorer", "magnitude")
+    config.setdefault("exclude", None)
+    return config
 
 
 def save(path, model, state, config, also_to=None):
@@ -173,7 +199,7 @@ def load(path, model, config, ignore=()):
         CheckpointError: other settings, another model, a damaged file.
     """
     arrays, metadata = checkpoint_lib.read(path)
-    saved = {k: v for k, v in metadata.get("config", {}).items() if k not in ignore}
+    saved = {k: v for k, v in upgraded(metadata.get("config", {})).items() if k not in ignore}
     now = {k: v for k, v in file_io.json_safe(config).items() if k not in ignore}
     differences = file_io.config_differences(saved, now)
     if differences:

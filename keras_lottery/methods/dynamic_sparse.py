@@ -44,11 +44,13 @@ import keras
 import numpy as np
 
 from keras_lottery.backend import compiled
-from keras_lottery.methods import init_pruning
 from keras_lottery.backend import keras_internals
-from keras_lottery.sparsity import masks as masks_lib
 from keras_lottery.backend import optimizer_state
 from keras_lottery.core import wrapping
+from keras_lottery.methods import loss_gradients
+from keras_lottery.sparsity import budgets
+from keras_lottery.sparsity import masks as masks_lib
+from keras_lottery.sparsity import vocabulary
 
 METHODS = ("rigl", "set", "static")
 
@@ -61,6 +63,9 @@ class DynamicSparseTraining(keras.callbacks.Callback):
         method: "rigl", "set" or "static".
         density: fraction of the pruned weights kept, in (0, 1).
         distribution: "erk" (Erdős–Rényi-Kernel, RigL's default) or "uniform".
+        structure: "weight" (the only one: connections move one by one).
+        exclude: keys, layer names or globs of weights kept dense (never
+            pruned, never moved); the others share `density`.
         update_every: optimizer steps between mask updates.
         drop_fraction: fraction of active connections moved at step 0 of the
             cosine decay.
@@ -87,17 +92,24 @@ class DynamicSparseTraining(keras.callbacks.Callback):
     'erk'
     """
 
-    def __init__(self, method="rigl", density=0.1, distribution="erk", update_every=100,
-                 drop_fraction=0.3, end_step=None, data=None, batch_size=128, loss=None,
-                 seed=0, verbose=1):
+    def __init__(self, method="rigl", density=0.1, distribution="erk", structure="weight",
+                 exclude=None, update_every=100, drop_fraction=0.3, end_step=None, data=None,
+                 batch_size=128, loss=None, seed=0, verbose=1, **kwargs):
         super().__init__()
+        vocabulary.refuse_renamed("DynamicSparseTraining", kwargs,
+                                  renamed=("scope", "granularity", "pattern", "norm"))
         if method not in METHODS:
             raise ValueError(f"method must be one of {METHODS}; received {method!r}.")
         if not isinstance(density, numbers.Real) or not 0.0 < density < 1.0:
             raise ValueError(f"density must be a fraction in (0, 1); received {density!r}.")
-        if distribution not in init_pruning.DISTRIBUTIONS:
-            raise ValueError(f"distribution must be one of {init_pruning.DISTRIBUTIONS}; "
-                             f"received {distribution!r}.")
+        vocabulary.distribution_argument(
+            distribution, (vocabulary.ERK, vocabulary.UNIFORM), "DynamicSparseTraining",
+            "every tensor keeps its count of connections while they move, so the budget "
+            "is set per tensor; use 'erk' or 'uniform'.")
+        if not vocabulary.structure_argument(structure).elementwise:
+            raise ValueError(f"DynamicSparseTraining moves single connections; "
+                             f"structure={structure!r} is not one it can keep. Use "
+                             "structure='weight'.")
         for name, value in (("update_every", update_every), ("batch_size", batch_size)):
             if not isinstance(value, numbers.Integral) or value < 1:
                 raise ValueError(f"{name} must be a positive int; received {value!r}.")
@@ -109,6 +121,7 @@ class DynamicSparseTraining(keras.callbacks.Callback):
         if data is not None:
             data = _checked_data(data)
         self.method, self.density, self.distribution = method, float(density), distribution
+        self.exclude = exclude
         self.update_every, self.drop_fraction = int(update_every), float(drop_fraction)
         self._end_step_argument = end_step
         self.end_step, self.data, self.batch_size, self.loss = end_step, data, batch_size, loss
@@ -127,8 +140,10 @@ class DynamicSparseTraining(keras.callbacks.Callback):
         if not prunables:
             raise ValueError(f"DynamicSparseTraining: model '{model.name}' prunes no weight; "
                              "wrap it with keras_lottery.wrap first.")
-        targets = init_pruning.budgets({p.key: tuple(p.shape) for p in prunables},
-                                       self.density, self.distribution)
+        shapes = {p.key: tuple(p.shape) for p in prunables}
+        densities = vocabulary.per_weight(self.density, list(shapes), "density",
+                                          exclude=self.exclude)
+        targets = budgets.targets(shapes, densities, self.distribution)
         current = optimizer_state.iterations(model.optimizer)
         if self._end_step_argument is None:  # 3/4 of all steps, this fit's included
             params = self.params or {}
@@ -271,7 +286,7 @@ class DynamicSparseTraining(keras.callbacks.Callback):
         index = np.arange(start, start + self.batch_size) % size
         self._batch_index += 1
         if self._gradient is None:  # traced once per model and optimizer
-            self._gradient = init_pruning.compiled_loss_gradients(model, self.loss)
+            self._gradient = loss_gradients.compiled_loss_gradients(model, self.loss)
         batch = keras.tree.map_structure(lambda a: a[index], (x, y))
         return {key: np.abs(g) for key, g in self._gradient(*batch).items()}
 

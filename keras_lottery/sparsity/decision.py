@@ -4,8 +4,10 @@
 keras_lottery comes down to: a *scorer* ranks the surviving weights (by
 magnitude, at random, by a saliency computed elsewhere) and a *selector*
 keeps the best of them up to the round's targets, per tensor
-(`scope="layerwise"`) or with one threshold over a pool of tensors
-(`scope="global"`), weight by weight, whole units, or N of every M.
+(`distribution="uniform"` or `"erk"`, whose per-tensor targets
+`keras_lottery.sparsity.budgets` sets) or with one threshold over a pool of
+tensors (`distribution="global"`), weight by weight, whole units, or N of
+every M.
 Controls are variations of the same two steps:
 
 - `control="random_prune"`: the method's decision fixes how many weights
@@ -25,10 +27,10 @@ import numpy as np
 
 from keras_lottery.sparsity import pruning
 from keras_lottery.sparsity import structure as structure_lib
+from keras_lottery.sparsity import vocabulary
 
-LAYERWISE = "layerwise"
-GLOBAL = "global"
-SCOPES = (LAYERWISE, GLOBAL)
+UNIFORM = vocabulary.UNIFORM
+GLOBAL = vocabulary.GLOBAL
 RANDOM_PRUNE = "random_prune"
 
 
@@ -66,7 +68,7 @@ def inverted(scores):
     return {key: -np.asarray(value, np.float32) for key, value in scores.items()}
 
 
-def select(scores, masks, targets, *, scope=LAYERWISE, pool=None, structure=None):
+def select(scores, masks, targets, *, distribution=UNIFORM, pool=None, structure=None):
     """Keeps the best-scoring survivors up to the targets.
 
     Args:
@@ -75,10 +77,10 @@ def select(scores, masks, targets, *, scope=LAYERWISE, pool=None, structure=None
         masks: `{key: bool array}` current survivors.
         targets: `{key: sparsity}`, the fraction of each tensor's original
             size to prune. Keys missing from it keep their masks.
-        scope: "layerwise" (each tensor to its own target) or "global" (one
-            threshold over the `pool`; the pool's overall target is the
-            size-weighted mean of its keys' targets).
-        pool: keys pruned together under global scope (default: every key of
+        distribution: "global": one threshold over the `pool` (its overall
+            target is the size-weighted mean of its keys' targets); "uniform"
+            or "erk": each tensor to its own target.
+        pool: keys pruned together under "global" (default: every key of
             `targets` with a target > 0).
         structure: `{key: structure.Structure}`: what a key prunes as one
             unit (default: single weights).
@@ -89,26 +91,22 @@ def select(scores, masks, targets, *, scope=LAYERWISE, pool=None, structure=None
     Example:
     >>> s = {"a": np.array([1.0, 2.0]), "b": np.array([3.0, 4.0])}
     >>> m = {k: np.ones(2, bool) for k in s}
-    >>> out = select(s, m, {"a": 0.5, "b": 0.5}, scope="global")
+    >>> out = select(s, m, {"a": 0.5, "b": 0.5}, distribution="global")
     >>> out["a"].tolist(), out["b"].tolist()
     ([False, False], [True, True])
     """
-    if scope not in SCOPES:
-        raise ValueError(f"scope must be one of {SCOPES}; received {scope!r}.")
+    vocabulary.distribution_argument(distribution)
     structure = structure or {}
     masks = {key: np.asarray(mask, bool) for key, mask in masks.items()}
     new = {key: mask.copy() for key, mask in masks.items()}
-    if scope == LAYERWISE:
+    if distribution != GLOBAL:
         for key, sparsity in targets.items():
             new[key] = structure_lib.get(structure, key).select(
                 scores[key], masks[key], 1.0 - float(sparsity)
             )
         return new
     if any(not structure_lib.get(structure, key).elementwise for key in targets):
-        raise ValueError(
-            "scope='global' ranks single weights against each other; it does "
-            "not combine with structured or N:M pruning. Use scope='layerwise'."
-        )
+        raise ValueError(vocabulary.GLOBAL_TAKES_WEIGHTS)
     if pool is None:
         pool = [key for key, sparsity in targets.items() if sparsity > 0]
     pool = [key for key in masks if key in set(pool)]
@@ -124,7 +122,7 @@ def next_masks(
     masks,
     targets,
     *,
-    scope=LAYERWISE,
+    distribution=UNIFORM,
     pool=None,
     structure=None,
     scores=None,
@@ -138,7 +136,7 @@ def next_masks(
         weights: `{key: array}` current weight values.
         masks: `{key: bool array}` current survivors.
         targets: `{key: sparsity}` (fraction of the original size to prune).
-        scope, pool, structure: as for `select`.
+        distribution, pool, structure: as for `select`.
         scores: `{key: array}` scores to rank by (default: magnitude of
             `weights`).
         control: None or "random_prune" (same counts per key as the decision,
@@ -167,10 +165,10 @@ def next_masks(
     else:
         if scores is None:
             scores = magnitude_scores(weights, masks)
-        decided = select(scores, masks, targets, scope=scope, pool=pool, structure=structure)
+        decided = select(scores, masks, targets, distribution=distribution, pool=pool,
+                         structure=structure)
     if control != RANDOM_PRUNE:
         return decided
     kept = {key: 1.0 - np.count_nonzero(decided[key]) / max(1, decided[key].size)
             for key in decided}
-    return select(random_scores(masks, seed), masks, kept, scope=LAYERWISE,
-                  structure=structure)
+    return select(random_scores(masks, seed), masks, kept, structure=structure)

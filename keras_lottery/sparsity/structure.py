@@ -13,7 +13,8 @@ selector of `keras_lottery.sparsity.decision` asks each key's structure. Three k
 - `NM(n, m, axis)`: in every group of `m` consecutive weights along the input
   axis, `n` survive (`2:4` for the sparse tensor cores of recent GPUs).
 
-`structures_for(...)` picks them per mask key from a granularity name.
+`structures_for(...)` gives each mask key its copy of the run's structure
+(the `structure=` argument, parsed by `keras_lottery.sparsity.vocabulary`).
 
 Example:
 >>> Unstructured().select(np.array([3.0, 1.0, 2.0]), np.ones(3, bool), 2 / 3).tolist()
@@ -24,7 +25,6 @@ import numpy as np
 
 from keras_lottery.sparsity import pruning
 
-GRANULARITIES = ("weight", "neuron", "channel")
 NORMS = ("l1", "l2")
 
 
@@ -130,7 +130,7 @@ class NM:
             raise ValueError(
                 f"{key} has {shape[self.axis]} inputs along axis {self.axis}, not a "
                 f"multiple of {self.m}: it cannot hold a {self.n}:{self.m} pattern. "
-                "Exclude it, or use weight granularity."
+                "Exclude it, or use structure='weight'."
             )
 
     def _groups(self, array):
@@ -229,15 +229,16 @@ def unit_axes(layer_class_name):
     return None
 
 
-def structures_for(prunables, granularity="weight", pattern=None, norm="l1", skip=()):
+def structures_for(prunables, structure=None, skip=()):
     """`{key: Structure}` for the pruned weights of a model.
 
     Args:
         prunables: `[(key, layer class name, shape)]`.
-        granularity: "weight", or "neuron" / "channel" (whole output units of
-            Dense and Conv kernels: the two names are the same operation).
-        pattern: "N:M" for an N:M pattern along the input axis, or None.
-        norm: unit ranking for neuron/channel granularity ("l1" or "l2").
+        structure: the template (`Unstructured`, `Units` or `NM`; parse the
+            `structure=` argument with
+            `keras_lottery.sparsity.vocabulary.structure_argument`): each key
+            gets a copy along its layer's unit axis (`Units`) or input axis
+            (`NM`).
         skip: keys left unstructured (e.g. the output layers, whose units
             are the model's outputs).
 
@@ -245,31 +246,28 @@ def structures_for(prunables, granularity="weight", pattern=None, norm="l1", ski
         ValueError: a weight cannot take the structure (named).
 
     Example:
-    >>> s = structures_for([("fc/kernel", "Dense", (8, 4))], granularity="neuron")
+    >>> s = structures_for([("fc/kernel", "Dense", (8, 4))], Units(norm="l2"))
     >>> s["fc/kernel"].describe()
-    'units(axis=-1, norm=l1)'
+    'units(axis=-1, norm=l2)'
     """
-    if granularity not in GRANULARITIES:
-        raise ValueError(f"granularity must be one of {GRANULARITIES}; received {granularity!r}.")
-    if pattern is not None and granularity != "weight":
-        raise ValueError("pattern and a neuron/channel granularity do not combine; choose one.")
+    if structure is None or structure.elementwise:
+        return {}
     structures = {}
     for key, class_name, shape in prunables:
-        if key in skip or (granularity == "weight" and pattern is None):
+        if key in skip:
             continue
         axes = unit_axes(class_name)
+        pattern = isinstance(structure, NM)
         if axes is None:
             raise ValueError(
                 f"{key} belongs to a {class_name} layer, whose kernel has no "
                 f"{'input axis for an N:M pattern' if pattern else 'output units'} "
                 "keras_lottery knows; exclude it from wrapping (exclude=[...]) or use "
-                "granularity='weight'."
+                "structure='weight'."
             )
-        if pattern is not None:
-            n, m = parse_pattern(pattern)
-            structure = NM(n, m, axis=axes[1])
-            structure.check_shape(shape, key)
+        if pattern:
+            structures[key] = NM(structure.n, structure.m, axis=axes[1])
+            structures[key].check_shape(shape, key)
         else:
-            structure = Units(axis=axes[0], norm=norm)
-        structures[key] = structure
+            structures[key] = Units(axis=axes[0], norm=structure.norm)
     return structures

@@ -411,7 +411,7 @@ def test_a_refusal_says_so_when_following_it_would_leave_nothing_to_shrink():
     _prune_units(model, "h/kernel", [1])
     with pytest.raises(compaction.CompactionError,
                        match=r"'d' \(Doubled\) would see.*Every layer compaction could shrink in "
-                             r"this model \(1\) writes into it.*granularity='weight'"):
+                             r"this model \(1\) writes into it.*structure='weight'"):
         compaction.compact(model)
 
 

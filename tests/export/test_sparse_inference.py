@@ -140,5 +140,5 @@ def test_the_policy_warns_below_the_threshold_and_refuses_a_broken_model():
         _fit(broken, imp)
     with pytest.raises(ValueError, match="latency_policy"):
         kl.IterativeMagnitudePruning(2, 1, latency_policy="fast")
-    with pytest.raises(ValueError, match="granularity='channel'"):
-        kl.IterativeMagnitudePruning(2, 1, granularity="channel", latency_policy="xnnpack_sparse")
+    with pytest.raises(ValueError, match="structure='units"):
+        kl.IterativeMagnitudePruning(2, 1, structure="channel", latency_policy="xnnpack_sparse")

@@ -83,7 +83,7 @@ def test_layerwise_exact_counts_every_round():
 def test_global_exact_total_and_excluded_layer():
     imp = kl.IterativeMagnitudePruning(
         rounds=4, epochs_per_round=1, rate={"default": 0.2, "output": 0.0},
-        scope="global", verbose=0,
+        distribution="global", verbose=0,
     )
     _fit(imp)
     pooled = SIZES["fc0/kernel"] + SIZES["fc1/kernel"]
@@ -379,7 +379,14 @@ def test_tfmot_polynomial_decay_in_subprocess(tmp_path):
         ({"rate": {"default": 0.2, "out": 1.2}}, ValueError, "rate"),
         ({"schedule": 0.3}, TypeError, "schedule"),
         ({"schedule": kl.schedules.Constant(0.5), "rate": 0.2}, ValueError, "either"),
-        ({"scope": "per_layer"}, ValueError, "scope"),
+        ({"distribution": "per_layer"}, ValueError, "distribution"),
+        ({"scope": "global"}, TypeError, "renamed: use distribution="),
+        ({"granularity": "neuron"}, TypeError, "renamed: use structure="),
+        ({"pattern": "2:4"}, TypeError, "renamed: use structure="),
+        ({"norm": "l2"}, TypeError, "renamed: use structure="),
+        ({"scorer": "snip"}, ValueError, "needs data"),
+        ({"scorer": "no_such"}, ValueError, "scorer must be one of"),
+        ({"exclude_layers": ["fc"]}, TypeError, "unexpected keyword argument 'exclude_layers'"),
         ({"rewind_to": "start"}, ValueError, "rewind_to"),
         ({"rewind_to": -3}, ValueError, "rewind_to"),
         ({"control": "shuffle"}, ValueError, "control"),

@@ -18,7 +18,7 @@ def _plan(model, **kwargs):
 
 def _next(plan, model, next_round=1, total_steps=10, previous_step=0, **kwargs):
     return plan.next_masks(
-        lambda: wrapping.read_weights(model), kl.get_masks(model), next_round,
+        model, kl.get_masks(model), next_round,
         total_steps, previous_step, **kwargs,
     )
 
@@ -48,7 +48,7 @@ def test_next_masks_prunes_the_smallest_weights_to_the_schedule_target():
 
 def test_last_round_of_a_unit_plan_prunes_whole_units():
     model = kl.wrap(mlp())
-    plan = _plan(model, granularity="neuron", rounds=2)
+    plan = _plan(model, structure="neuron", rounds=2)
     new, _ = _next(plan, model)
     columns = new["fc0/kernel"].any(axis=0)
     assert columns.sum() == 8
@@ -102,3 +102,18 @@ def test_reference_masks_are_imposed_and_seeds_differ_per_round():
         np.testing.assert_array_equal(new[key], reference[key])
     assert plan.seed_for(1) != plan.seed_for(2)
     assert plan.seed_for(1) == _plan(model, seed=5).seed_for(1)
+
+
+def test_an_erk_plan_spreads_the_rounds_total_and_exclusions_stay_dense():
+    model = kl.wrap(mlp(input_dim=64, hidden=(32, 8)))
+    plan = _plan(model, schedule=schedules.Geometric(0.5), distribution="erk", exclude=["out"])
+    new, _ = _next(plan, model)
+    sizes = {k: m.size for k, m in new.items()}
+    assert new["out/kernel"].all()
+    pooled = sizes["fc0/kernel"] + sizes["fc1/kernel"]
+    kept = int(new["fc0/kernel"].sum() + new["fc1/kernel"].sum())
+    assert abs(kept - pooled / 2) <= 2  # the geometric round-1 total over the pool
+    # ERK: the small layer keeps a larger share than the large one.
+    assert new["fc1/kernel"].mean() > 0.5 > new["fc0/kernel"].mean()
+    with pytest.raises(ValueError, match="exclude names 'nope'"):
+        _plan(model, exclude=["nope"])

@@ -40,13 +40,13 @@ def test_geometric_validate_unknown_layer():
         s.validate(["fc/kernel", "out/kernel"], ["out/kernel"])
 
 
-def test_global_scope_refuses_a_named_nonzero_rate():
+def test_global_distribution_refuses_a_named_nonzero_rate():
     s = schedules.Geometric({"default": 0.2, "fc": 0.6})
-    with pytest.raises(ValueError, match="scope='global'"):
-        s.validate(KEYS, ["out/kernel"], scope="global")
+    with pytest.raises(ValueError, match="distribution='global'"):
+        s.validate(KEYS, ["out/kernel"], distribution="global")
     # 0 leaves a weight out of the pool; the implicit half output rate is no rate.
-    schedules.Geometric({"default": 0.2, "out": 0.0}).validate(KEYS, ["out/kernel"], scope="global")
-    t = schedules.Geometric(0.2).targets(1, 0, KEYS, ["out/kernel"], scope="global")
+    schedules.Geometric({"default": 0.2, "out": 0.0}).validate(KEYS, ["out/kernel"], distribution="global")
+    t = schedules.Geometric(0.2).targets(1, 0, KEYS, ["out/kernel"], distribution="global")
     assert t == pytest.approx({k: 0.2 for k in KEYS})
 
 

@@ -43,3 +43,25 @@ def test_save_and_load_refuse_other_settings(tmp_path):
     other.compile("adam", "mse")
     with pytest.raises(checkpoint_lib.CheckpointError, match="same model"):
         imp_state.load(path, other, {"rounds": 3, "seed": 1})
+
+
+def test_a_checkpoint_from_before_the_one_vocabulary_resumes(tmp_path):
+    """Checkpoints written before the rename recorded scope / granularity /
+    pattern / norm; a run with the same settings in the new names resumes
+    from them, and one with other settings is still refused."""
+    model = kl.wrap(mlp())
+    model.compile("adam", "mse")
+    imp = kl.IterativeMagnitudePruning(rounds=3, epochs_per_round=1, structure="neuron",
+                                       seed=1, verbose=0)
+    imp.set_model(model)
+    imp._plan = type("Plan", (), {"keys": ("fc0/kernel",)})()
+    now = imp._config()
+    old = {k: v for k, v in now.items() if k not in ("distribution", "structure", "scorer",
+                                                     "exclude")}
+    old.update(scope="layerwise", granularity="neuron", pattern=None, norm="l1")
+    path = str(tmp_path / "c.npz")
+    imp_state.save(path, model, imp_state.IMPState(round=1), old)
+    assert imp_state.load(path, model, now).round == 1
+    changed = dict(now, structure="2:4")
+    with pytest.raises(checkpoint_lib.CheckpointError, match="structure"):
+        imp_state.load(path, model, changed)

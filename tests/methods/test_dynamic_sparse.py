@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 import keras_lottery as kl
-from keras_lottery.methods import init_pruning
+from keras_lottery.methods import loss_gradients
+from keras_lottery.sparsity import budgets as budgets_lib
 from conftest import classification_data
 from conftest import mlp
 
@@ -52,7 +53,7 @@ def test_updates_keep_every_count_and_move_disjoint_sets(method):
     model.fit(x, y, batch_size=16, epochs=2, callbacks=[dst], verbose=0)  # 12 steps, end at 9
     start = _counts(model)
     shapes = {p.key: tuple(p.shape) for p in kl.prunable_weights(model)}
-    budgets = init_pruning.budgets(shapes, 0.3, "erk")
+    budgets = budgets_lib.budgets(shapes, 0.3, "erk")
     for key, count in start.items():
         assert count == round((1 - budgets[key]) * np.prod(shapes[key]))
     assert kl.masks.density(kl.get_masks(model)) == pytest.approx(0.3, abs=0.01)
@@ -112,7 +113,7 @@ def test_rigl_grows_the_largest_gradients_and_drops_the_smallest_weights():
                         drop_fraction=0.5, distribution="uniform")
     masks = kl.get_masks(model)
     weights = kl.core.wrapping.read_weights(model)
-    grads = init_pruning.loss_gradients(model, (x[:32], y[:32]))  # its next batch
+    grads = loss_gradients.loss_gradients(model, (x[:32], y[:32]))  # its next batch
     dst.end_step = 10**6
     moves = dst.update(step=0)
     for key, (dropped, grown) in moves.items():

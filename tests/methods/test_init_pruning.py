@@ -9,6 +9,7 @@ import pytest
 
 import keras_lottery as kl
 from keras_lottery.methods import init_pruning
+from keras_lottery.methods import scorers
 from keras_lottery.sparsity import masks as masks_lib
 
 
@@ -46,7 +47,7 @@ def _grads(w1, w2, x, y):
 def test_snip_is_abs_gradient_times_weight():
     w1, w2, x, y = _setup()
     model = _two_layer(w1, w2)
-    scores = init_pruning.method_scores(model, "snip", data=(x, y), loss=_mse)
+    scores = scorers.Snip((x, y), loss=_mse).scores(scorers.ScoringContext(model))
     g1, g2 = _grads(w1, w2, x, y)
     np.testing.assert_allclose(scores["fc/kernel"], np.abs(g1 * w1), rtol=1e-4, atol=1e-6)
     np.testing.assert_allclose(scores["out/kernel"], np.abs(g2 * w2), rtol=1e-4, atol=1e-6)
@@ -55,7 +56,7 @@ def test_snip_is_abs_gradient_times_weight():
 def test_grasp_is_weight_times_hessian_gradient_product():
     w1, w2, x, y = _setup()
     model = _two_layer(w1, w2)
-    scores = init_pruning.method_scores(model, "grasp", data=(x, y), loss=_mse)
+    scores = scorers.Grasp((x, y), loss=_mse).scores(scorers.ScoringContext(model))
     # Hg by central differences of the hand-computed gradient, in float64.
     g1, g2 = (g.astype(np.float64) for g in _grads(w1, w2, x, y))
     a, b = w1.astype(np.float64), w2.astype(np.float64)
@@ -71,7 +72,7 @@ def test_synflow_is_data_free_and_matches_the_path_count():
     w1, w2, _, _ = _setup()
     model = _two_layer(w1, w2)
     before = kl.core.wrapping.read_weights(model)
-    scores = init_pruning.synflow_scores(model)
+    scores = scorers.synflow_scores(model)
     # R = 1^T |w1| |w2| 1 (each layer scaled by its largest column sum, the
     # input by 1e-3: every score by the same factor, the ranking is the same).
     a = np.abs(w1) / np.abs(w1).sum(axis=0).max()
@@ -96,28 +97,16 @@ def test_synflow_takes_no_data():
     assert masks_lib.density(masks) == pytest.approx(0.5, abs=0.05)
 
 
-@pytest.mark.parametrize("density", [0.3, 0.05])
-def test_erk_budgets_sum_to_the_target_and_stay_at_most_dense(density):
-    shapes = {"a": (784, 300), "b": (300, 100), "c": (100, 10), "d": (3, 3, 16, 32)}
-    targets = init_pruning.budgets(shapes, density, "erk")
-    sizes = {k: np.prod(s) for k, s in shapes.items()}
-    kept = sum(sizes[k] * (1 - t) for k, t in targets.items())
-    assert kept == pytest.approx(density * sum(sizes.values()), rel=1e-9)
-    assert all(0.0 <= t <= 1.0 for t in targets.values())
-    assert 1 - targets["c"] > 1 - targets["a"]  # small layers stay denser
-
-
 @pytest.mark.parametrize("method", ["random", "magnitude", "snip", "grasp", "synflow"])
-@pytest.mark.parametrize("scope, distribution", [("layerwise", "uniform"),
-                                                 ("layerwise", "erk"), ("global", "uniform")])
-def test_every_method_reaches_the_density_and_its_masks_hold_in_training(method, scope, distribution):
+@pytest.mark.parametrize("distribution", ["uniform", "erk", "global"])
+def test_every_method_reaches_the_density_and_its_masks_hold_in_training(method, distribution):
     rng = np.random.default_rng(1)
     x = rng.normal(size=(32, 12)).astype("float32")
     y = rng.integers(0, 3, 32)
     model = kl.wrap(keras.Sequential([
         keras.Input((12,)), keras.layers.Dense(16, activation="relu", name="fc"),
         keras.layers.Dense(3, name="out")]))
-    masks = init_pruning.prune_at_init(model, method, 0.2, data=(x, y), scope=scope,
+    masks = init_pruning.prune_at_init(model, method, 0.2, data=(x, y),
                                        distribution=distribution, iterations=10)
     assert masks_lib.density(masks) == pytest.approx(0.2, abs=0.03)
     model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
@@ -147,14 +136,23 @@ def test_ablations_keep_counts_per_layer():
 
 def test_bad_arguments_are_refused():
     model = _two_layer(*_setup()[:2])
-    with pytest.raises(ValueError, match="method must be"):
+    with pytest.raises(ValueError, match="scorer must be one of"):
         init_pruning.prune_at_init(model, "lottery", 0.5)
-    with pytest.raises(ValueError, match="data="):
+    with pytest.raises(ValueError, match="needs data"):
         init_pruning.prune_at_init(model, "snip", 0.5)
     with pytest.raises(ValueError, match="density"):
         init_pruning.prune_at_init(model, "random", 1.5)
-    with pytest.raises(ValueError, match="erk"):
-        init_pruning.prune_at_init(model, "random", 0.5, scope="global", distribution="erk")
+    with pytest.raises(ValueError, match="distribution must be"):
+        init_pruning.prune_at_init(model, "random", 0.5, distribution="layerwise")
+    with pytest.raises(TypeError, match="renamed: use distribution="):
+        init_pruning.prune_at_init(model, "random", 0.5, scope="global")
+    with pytest.raises(TypeError, match="renamed: use scorer="):
+        init_pruning.prune_at_init(model, method="random", scorer="random", density=0.5)
+    with pytest.raises(ValueError, match="distribution='uniform'"):
+        init_pruning.prune_at_init(model, "random", 0.5, distribution="global",
+                                   structure="neuron")
+    with pytest.raises(ValueError, match="exclude names 'nope'"):
+        init_pruning.prune_at_init(model, "random", 0.5, exclude=["nope"])
     with pytest.raises(ValueError, match="invert"):
         init_pruning.prune_at_init(model, "synflow", 0.5, ablation="invert")
     with pytest.raises(ValueError, match="wrap"):
@@ -171,7 +169,8 @@ def test_synflow_does_not_collapse_a_deep_net_with_bounded_activations():
     model = kl.wrap(keras.Sequential(layers + [keras.layers.Dense(10, name="out")]))
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)
-        masks = init_pruning.prune_at_init(model, "synflow", 0.01, scope="global", iterations=20)
+        masks = init_pruning.prune_at_init(model, "synflow", 0.01, distribution="global",
+                                           iterations=20)
     assert all(mask.any() for mask in masks.values())
 
 
@@ -179,7 +178,7 @@ def test_layer_collapse_is_reported():
     model = _two_layer(*_setup()[:2])
     model.get_layer("fc").kernel.assign(np.full((4, 3), 1e-6, "float32"))
     with pytest.warns(UserWarning, match=r"every weight of \['fc/kernel'\].*layer collapse"):
-        init_pruning.prune_at_init(model, "magnitude", 0.3, scope="global")
+        init_pruning.prune_at_init(model, "magnitude", 0.3, distribution="global")
 
 
 def test_synflow_scores_the_logits_of_a_softmax_output():
@@ -187,7 +186,7 @@ def test_synflow_scores_the_logits_of_a_softmax_output():
     model = kl.wrap(keras.Sequential([
         keras.Input((6,)), keras.layers.Dense(8, activation="relu", name="fc"),
         keras.layers.Dense(3, activation="softmax", name="out")]))
-    scores = init_pruning.synflow_scores(model)
+    scores = scorers.synflow_scores(model)
     assert all(score.all() for score in scores.values())
     assert model.get_layer("out").activation is keras.activations.softmax
 
@@ -204,7 +203,8 @@ def test_output_units_left_without_weights_are_reported():
 def test_temperature_divides_the_outputs_before_the_loss():
     w1, w2, x, y = _setup()
     model = _two_layer(w1, w2)
-    scores = init_pruning.method_scores(model, "snip", data=(x, y), loss=_mse, temperature=4.0)
+    scorer = scorers.Snip((x, y), loss=_mse, temperature=4.0)
+    scores = scorer.scores(scorers.ScoringContext(model))
     # The output divided by 4 is the network with w2 / 4.
     residual = 2.0 * (x @ w1 @ (w2 / 4) - y) / y.size
     g1 = x.T @ residual @ (w2 / 4).T

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import keras_lottery as kl
+from keras_lottery.methods import scorers
 from keras_lottery.methods import one_shot
 
 
@@ -60,7 +61,7 @@ def test_sparsegpt_compensates_a_pruned_weight_by_hand():
     np.testing.assert_allclose(_kernel(model)[:, 0], [0.0, 1.0 + 0.1 * h[0, 1] / h[1, 1]], rtol=1e-5)
 
 
-@pytest.mark.parametrize("kwargs", [{"density": 0.5}, {"pattern": "2:4"}])
+@pytest.mark.parametrize("kwargs", [{"density": 0.5}, {"structure": "2:4"}])
 def test_sparsegpt_reconstructs_better_than_wanda_and_magnitude(kwargs):
     x = _correlated(512, 32)
     x[:, ::8] *= 10.0  # a few outlier features, as in LLM activations (Wanda's case)
@@ -82,7 +83,7 @@ def test_sparsegpt_reconstruction_beats_zeroing_the_same_mask(pattern):
     h = x.T @ x
     kernel = np.random.default_rng(3).normal(size=(32, 16))
     mask = one_shot._keep_per_output(np.abs(kernel) * np.sqrt(np.diag(h))[:, None], 0.5, pattern)
-    kept, new = one_shot._sparsegpt(kernel, h, 0.5, pattern, 0.01, 8, keep=mask)
+    kept, new = scorers.sparsegpt_layer(kernel, h, 0.5, pattern, 0.01, 8, keep=mask)
     np.testing.assert_array_equal(kept, mask)
     assert (new[~mask] == 0).all()
     zeroed = one_shot._relative_error(kernel, kernel * mask, h)
@@ -94,7 +95,7 @@ def test_sparsegpt_blocks_are_lazy_updates_of_the_same_algorithm():
     kernels = []
     for block_size in (4, 8, 128):
         model = _dense(16, 6)
-        kl.prune_one_shot(model, "sparsegpt", pattern="2:4", calibration_data=x,
+        kl.prune_one_shot(model, "sparsegpt", structure="2:4", calibration_data=x,
                           block_size=block_size, verbose=0)
         kernels.append(_kernel(model))
     for other in kernels[1:]:
@@ -104,7 +105,7 @@ def test_sparsegpt_blocks_are_lazy_updates_of_the_same_algorithm():
 @pytest.mark.parametrize("method", ["magnitude", "wanda", "sparsegpt"])
 def test_two_four_pattern_holds(method):
     model = _dense(16, 6)
-    kl.prune_one_shot(model, method, pattern="2:4", calibration_data=_correlated(64, 16), verbose=0)
+    kl.prune_one_shot(model, method, structure="2:4", calibration_data=_correlated(64, 16), verbose=0)
     assert kl.check_pattern(model, "2:4") == {"fc/kernel": 0}
     groups = kl.get_masks(model)["fc/kernel"].reshape(4, 4, 6).sum(axis=1)
     assert (groups == 2).all()
@@ -135,16 +136,26 @@ def test_layers_are_pruned_in_order_on_the_pruned_model_and_einsum_layouts():
 def test_bad_arguments():
     model = _dense(6, 2)
     x = np.ones((4, 6), "float32")
-    with pytest.raises(ValueError, match="method"):
+    with pytest.raises(ValueError, match="scorer must be one of"):
         kl.prune_one_shot(model, "obs", density=0.5)
     with pytest.raises(ValueError, match="exactly one"):
-        kl.prune_one_shot(model, "magnitude", density=0.5, pattern="2:4")
+        kl.prune_one_shot(model, "magnitude", density=0.5, structure="2:4")
     with pytest.raises(ValueError, match="calibration_data"):
         kl.prune_one_shot(model, "wanda", density=0.5)
     with pytest.raises(ValueError, match="do not divide"):
-        kl.prune_one_shot(model, "magnitude", pattern="2:4", calibration_data=x)
-    with pytest.raises(ValueError, match="not Dense/EinsumDense"):
-        kl.prune_one_shot(model, "magnitude", density=0.5, keys=["conv/kernel"])
+        kl.prune_one_shot(model, "magnitude", structure="2:4", calibration_data=x)
+    with pytest.raises(ValueError, match="exclude names 'conv'"):
+        kl.prune_one_shot(model, "magnitude", density=0.5, exclude=["conv"])
+    with pytest.raises(ValueError, match=r"density names \['conv'\]"):
+        kl.prune_one_shot(model, "magnitude", density={"default": 1.0, "conv": 0.5})
+    with pytest.raises(TypeError, match="renamed: use density= and exclude="):
+        kl.prune_one_shot(model, "magnitude", density=0.5, keys=["fc/kernel"])
+    with pytest.raises(TypeError, match="renamed: use structure="):
+        kl.prune_one_shot(model, "magnitude", pattern="2:4")
+    with pytest.raises(ValueError, match="does not take distribution='global'"):
+        kl.prune_one_shot(model, "magnitude", density=0.5, distribution="global")
+    with pytest.raises(ValueError, match="structure='neuron'"):
+        kl.prune_one_shot(model, "magnitude", density=0.5, structure="neuron")
     assert "call" not in vars(model.get_layer("fc"))  # the capture hook is gone
 
 
@@ -183,7 +194,7 @@ def test_check_pattern_reads_einsum_kernels_as_prune_one_shot_groups_them():
     model = _attention()
     assert kl.check_pattern(model, "2:4") == {"qkv/kernel": 16, "proj/kernel": 16}  # dense
     x = np.random.default_rng(1).normal(size=(16, 5, 8)).astype("float32")
-    kl.prune_one_shot(model, "sparsegpt", pattern="2:4", calibration_data=x, verbose=0)
+    kl.prune_one_shot(model, "sparsegpt", structure="2:4", calibration_data=x, verbose=0)
     assert kl.check_pattern(model, "2:4") == {"qkv/kernel": 0, "proj/kernel": 0}
     kernel = model.get_layer("proj").kernel
     broken = keras.ops.convert_to_numpy(kernel).copy()
@@ -196,7 +207,7 @@ def test_check_pattern_reads_einsum_kernels_as_prune_one_shot_groups_them():
 def test_a_one_shot_model_exports_and_saves_a_ticket(tmp_path):
     model = _dense(16, 8)
     x = _correlated(128, 16)
-    kl.prune_one_shot(model, "sparsegpt", pattern="2:4", calibration_data=x, verbose=0)
+    kl.prune_one_shot(model, "sparsegpt", structure="2:4", calibration_data=x, verbose=0)
     tflite = kl.export_tflite(model, str(tmp_path / "m.tflite"), sample_inputs=x[:8])
     assert tflite.max_abs_error <= 1e-4
     kl.save_ticket(model, str(tmp_path / "ticket.npz"))

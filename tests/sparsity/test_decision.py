@@ -19,7 +19,7 @@ def test_layerwise_magnitude_by_default():
 
 def test_global_pools_keys_with_a_target():
     w = {"a": np.array([1.0, 2.0]), "b": np.array([3.0, 4.0]), "c": np.array([0.1, 0.2])}
-    out = decision.next_masks(w, _masks(w), {"a": 0.5, "b": 0.5, "c": 0.0}, scope="global")
+    out = decision.next_masks(w, _masks(w), {"a": 0.5, "b": 0.5, "c": 0.0}, distribution="global")
     assert out["a"].tolist() == [False, False] and out["b"].all() and out["c"].all()
 
 
@@ -36,13 +36,13 @@ def test_scores_replace_the_magnitude():
 def test_random_prune_keeps_the_decisions_counts_at_random_positions():
     rng = np.random.default_rng(0)
     w = {"a": rng.normal(size=(20, 10)), "b": rng.normal(size=(10, 3))}
-    magnitude = decision.next_masks(w, _masks(w), {"a": 0.8, "b": 0.5}, scope="global")
-    random = decision.next_masks(w, _masks(w), {"a": 0.8, "b": 0.5}, scope="global",
+    magnitude = decision.next_masks(w, _masks(w), {"a": 0.8, "b": 0.5}, distribution="global")
+    random = decision.next_masks(w, _masks(w), {"a": 0.8, "b": 0.5}, distribution="global",
                                  control="random_prune", seed=3)
     for key in w:
         assert random[key].sum() == magnitude[key].sum()
     assert not np.array_equal(random["a"], magnitude["a"])
-    again = decision.next_masks(w, _masks(w), {"a": 0.8, "b": 0.5}, scope="global",
+    again = decision.next_masks(w, _masks(w), {"a": 0.8, "b": 0.5}, distribution="global",
                                 control="random_prune", seed=3)
     assert all(np.array_equal(again[k], random[k]) for k in w)
 
@@ -65,6 +65,6 @@ def test_pruned_weights_never_return():
     assert out["a"].tolist() == [False, True, True]
 
 
-def test_bad_scope():
-    with pytest.raises(ValueError, match="scope"):
-        decision.select({}, {}, {}, scope="per_layer")
+def test_bad_distribution():
+    with pytest.raises(ValueError, match="distribution"):
+        decision.select({}, {}, {}, distribution="per_layer")
