@@ -42,7 +42,8 @@ def script_flags(flag_values, modules):
 def full_command(flag_values, script):
     """The command that reproduces a run: `python <script>` with every flag
     the script defines at its value (defaults included, so a later change
-    of a default cannot change what the command means).
+    of a default cannot change what the command means; a flag left at None,
+    "not given", is left out: absl cannot parse `--flag=None` back).
 
     Args:
         flag_values: `absl.flags.FLAGS`, parsed.
@@ -54,6 +55,7 @@ def full_command(flag_values, script):
     >>> _ = flags.DEFINE_integer("seed", 3, "Seed.", flag_values=values, module_name="bench.py")
     >>> _ = flags.DEFINE_list("threads", ["1", "2"], "Threads.", flag_values=values,
     ...                       module_name="bench.py")
+    >>> _ = flags.DEFINE_string("table", None, "A file.", flag_values=values, module_name="bench.py")
     >>> values(["bench.py"])
     ['bench.py']
     >>> full_command(values, "bench.py")
@@ -63,6 +65,8 @@ def full_command(flag_values, script):
     parts = []
     for name in sorted(values):
         value = values[name]
+        if value is None:
+            continue
         if isinstance(value, (list, tuple)):
             value = ",".join(str(v) for v in value)
         parts.append(f"--{name}={value}")

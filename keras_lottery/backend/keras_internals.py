@@ -13,7 +13,9 @@ What keras_lottery needs that Keras 3 does not export:
   state (`install_jax_mask_feed`);
 - optimizer slots (`Optimizer._variables`, `_iterations`, `_learning_rate`);
 - `Trainer._symbolic_build`, what `fit` runs before its first step;
-- `MonitorCallback`, the base of Keras' own monitoring callbacks.
+- `MonitorCallback`, the base of Keras' own monitoring callbacks (not exported as
+  `keras.callbacks.MonitorCallback` in Keras 3.15), and a `CallbackList` that says which
+  callback stopped training.
 
 Tests pin each of these to the installed Keras (tests/backend/test_keras_internals.py).
 """
@@ -532,26 +534,34 @@ def ema_targets(optimizer, trainable_variables):
 # ---------------------------------------------------------------- callbacks
 
 
-def monitor_direction(model, monitor, mode="auto"):
-    """"min" or "max": how Keras' own monitoring callbacks (EarlyStopping,
-    ModelCheckpoint) read `monitor` under `mode` ("auto" infers it from the
-    name and the model's compiled metrics).
-
-    Raises:
-        ValueError: `mode="auto"` and the direction cannot be inferred.
+class StoppingCallbackList(keras.callbacks.CallbackList):
+    """A `keras.callbacks.CallbackList` that says which of its callbacks
+    asked training to stop at an epoch end: `stopped_by` is the class name of
+    the first one that set `model.stop_training` (None if none did). The
+    logs are handed on as they are (not copied), as `fit` hands them.
 
     Example:
-    >>> monitor_direction(None, "val_loss")
-    'min'
+    >>> model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
+    >>> model.stop_training = False
+    >>> stop = keras.callbacks.EarlyStopping(monitor="loss", patience=0)
+    >>> callbacks = StoppingCallbackList([stop], model=model)
+    >>> callbacks.on_train_begin()
+    >>> callbacks.on_epoch_end(0, {"loss": 1.0}); callbacks.on_epoch_end(1, {"loss": 2.0})
+    >>> callbacks.stopped_by
+    'EarlyStopping'
     """
-    if mode in ("min", "max"):
-        return mode
-    callback = MonitorCallback(monitor=monitor, mode=mode)
-    if model is not None:
-        callback.set_model(model)
-    callback._set_monitor_op()
-    name = getattr(callback.monitor_op, "__name__", "")
-    return "min" if name == "less" else "max"
+
+    stopped_by = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self._async_train:
+            self._flush_futures()
+        self.stopped_by = None
+        already = bool(self.model.stop_training)
+        for callback in self.callbacks:
+            callback.on_epoch_end(epoch, logs)
+            if self.stopped_by is None and not already and self.model.stop_training:
+                self.stopped_by = type(callback).__name__
 
 
 # ------------------------------------------------------------------ trainer

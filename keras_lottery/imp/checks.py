@@ -20,30 +20,32 @@ from keras_lottery.core import rewinding
 from keras_lottery.core import wrapping
 
 
-def check_not_run_before(imp, started, resumable):
+def check_not_run_before(run, started, resumable):
     """A callback runs once: a second `fit` with it (`started`) is refused
-    unless it resumes from its own checkpoint (`resumable`).
+    unless it resumes from its own checkpoint (`resumable`). `run` is its
+    `IMPRun`.
 
     Example:
     >>> imp = keras_lottery.IterativeMagnitudePruning(rounds=2, epochs_per_round=1)
-    >>> check_not_run_before(imp, started=False, resumable=False)  # a first run
+    >>> check_not_run_before(imp.run, started=False, resumable=False)  # a first run
     """
     if not started or resumable:
         return
     raise RuntimeError(
         "This IterativeMagnitudePruning callback has already run "
-        f"({len(imp.results)} of {imp.rounds} rounds, "
-        f"{'finished' if imp.finished else 'not finished'}); its state "
+        f"({len(run.results)} of {run.settings.rounds} rounds, "
+        f"{'finished' if run.finished else 'not finished'}); its state "
         "belongs to that run. Create a new callback for a new run; to "
         "resume an interrupted run, give the callback a checkpoint_dir."
     )
 
 
 def check_epochs(imp, params):
-    """`fit(epochs=...)` matches the rounds, and θk lies within round 0.
+    """`fit(epochs=...)` matches the rounds, and θk lies within round 0
+    (`imp`: the run's `IMPSettings`).
 
     Example:
-    >>> imp = keras_lottery.IterativeMagnitudePruning(rounds=2, epochs_per_round=3)
+    >>> imp = keras_lottery.imp.settings.IMPSettings(rounds=2, epochs_per_round=3)
     >>> check_epochs(imp, {"epochs": 5})
     Traceback (most recent call last):
     ...
@@ -63,14 +65,15 @@ def check_epochs(imp, params):
             raise ValueError(rewinding.beyond_round_message(imp.rewind_to, round_steps))
 
 
-def check_resume_epoch(imp, epoch):
-    """`fit` starts at the epoch the run continues at (`imp.initial_epoch`).
+def check_resume_epoch(settings, state, epoch):
+    """`fit` starts at the epoch the run continues at (`imp.initial_epoch`),
+    for a run with these `IMPSettings` and `IMPState`.
 
     Example:
-    >>> imp = keras_lottery.IterativeMagnitudePruning(rounds=2, epochs_per_round=1)
-    >>> check_resume_epoch(imp, 0)
+    >>> settings = keras_lottery.imp.settings.IMPSettings(rounds=2, epochs_per_round=1)
+    >>> check_resume_epoch(settings, keras_lottery.imp.state.IMPState(), 0)
     """
-    state = imp._state
+    imp = settings
     expected = imp.total_epochs if state.finished else state.round_start_epoch
     if epoch != expected:
         raise ValueError(

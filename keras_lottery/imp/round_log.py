@@ -2,8 +2,8 @@
 
 `RoundLog` follows one round epoch by epoch: the steps it has taken, the
 best value of the monitored quantity and the step it was reached at (the
-paper's early-stopping iteration), with `mode` "min", "max" or "auto" as in
-Keras' own monitoring callbacks. `row()` turns it into the round's results
+paper's early-stopping iteration): better means "min", "max", or what the
+IMP callback's Keras `MonitorCallback` base says for `mode="auto"`. `row()` turns it into the round's results
 row; `summary_line(row)` is the one line printed per round.
 
 Example:
@@ -28,16 +28,16 @@ class RoundLog:
 
     Args:
         monitor: the log key to follow (e.g. "val_loss").
-        direction: "min", "max", or a callable returning one of them (called
-            at the first epoch with the monitored value, when the model's
-            metrics exist: how "auto" is resolved).
+        better: "min", "max", or `(value, best) -> bool` (called at epochs
+            with the monitored value, when the model's metrics exist: how
+            "auto" is resolved). A NaN value is never better.
     """
 
-    def __init__(self, monitor, direction):
-        if direction not in ("min", "max") and not callable(direction):
-            raise ValueError(f"direction must be 'min' or 'max'; received {direction!r}.")
+    def __init__(self, monitor, better):
+        if better not in ("min", "max") and not callable(better):
+            raise ValueError(f"better must be 'min', 'max' or a callable; received {better!r}.")
         self.monitor = monitor
-        self.direction = direction
+        self.better = better
         self.missing_warned = False
         self.start(0, 0)
 
@@ -68,8 +68,6 @@ class RoundLog:
             return False
         self.monitored_epochs += 1
         value = float(value)
-        if callable(self.direction):
-            self.direction = self.direction()
         if self.best is None or self._better(value, self.best):
             self.best, self.best_step = value, self.steps
             self.best_logs = {k: _plain(v) for k, v in logs.items() if not k.startswith("lottery_")}
@@ -78,7 +76,9 @@ class RoundLog:
     def _better(self, value, best):
         if math.isnan(value):
             return False
-        return value < best if self.direction == "min" else value > best
+        if callable(self.better):
+            return bool(self.better(value, best))
+        return value < best if self.better == "min" else value > best
 
     def row(self, logs, masks_summary, **extra):
         """The round's results row.

@@ -55,11 +55,21 @@ def test_optimizer_accessors():
         keras.optimizers.SGD(keras.optimizers.schedules.ExponentialDecay(0.1, 10, 0.5))) is None
 
 
-def test_monitor_direction_as_keras_reads_it():
-    assert keras_internals.monitor_direction(None, "val_loss") == "min"
-    assert keras_internals.monitor_direction(None, "anything", "max") == "max"
-    with pytest.raises(ValueError, match="mode"):
-        keras_internals.monitor_direction(None, "val_my_metric")
+def test_monitor_callback_is_keras_own_and_the_list_names_who_stopped():
+    assert keras_internals.MonitorCallback in keras.callbacks.EarlyStopping.__mro__
+    model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
+    model.stop_training = False
+    quiet = keras.callbacks.History()
+    stop = keras.callbacks.EarlyStopping(monitor="loss", patience=0)
+    callbacks = keras_internals.StoppingCallbackList([quiet, stop], model=model)
+    callbacks.on_train_begin()
+    callbacks.on_epoch_end(0, {"loss": 1.0})
+    assert callbacks.stopped_by is None and not model.stop_training
+    callbacks.on_epoch_end(1, {"loss": 2.0})
+    assert callbacks.stopped_by == "EarlyStopping" and model.stop_training
+    # A stop asked before the list ran is not its callbacks'.
+    callbacks.on_epoch_end(2, {"loss": 3.0})
+    assert callbacks.stopped_by is None
 
 
 def test_scope_of_a_wrapped_layer_keeps_its_path():

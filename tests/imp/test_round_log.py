@@ -20,17 +20,20 @@ def test_best_by_direction_and_missing_monitor():
     assert row["epochs"] == 4 and row["steps"] == 40 and "lottery_round" not in row
 
 
-def test_direction_resolved_lazily():
+def test_a_comparison_is_asked_only_when_there_is_a_best_to_beat():
     calls = []
-    log = round_log.RoundLog("val_loss", lambda: calls.append(1) or "min")
+    log = round_log.RoundLog("val_loss", lambda value, best: calls.append((value, best)) or
+                             value < best)
     log.epoch_end(1, {"loss": 1.0})
-    assert calls == []
     log.epoch_end(2, {"val_loss": 1.0})
-    assert calls == [1] and log.direction == "min"
+    assert calls == [] and log.best == 1.0
+    log.epoch_end(3, {"val_loss": 0.5})
+    log.epoch_end(4, {"val_loss": math.nan})  # never better, never asked
+    assert calls == [(0.5, 1.0)] and (log.best, log.best_step) == (0.5, 3)
 
 
 def test_bad_direction():
-    with pytest.raises(ValueError, match="direction"):
+    with pytest.raises(ValueError, match="better must be"):
         round_log.RoundLog("val_loss", "up")
 
 

@@ -7,6 +7,7 @@ import pytest
 import keras_lottery as kl
 from keras_lottery.files import checkpoint as checkpoint_lib
 from keras_lottery.imp import state as imp_state
+from keras_lottery.imp.settings import IMPSettings
 from keras_lottery.core import rewinding
 from conftest import mlp
 
@@ -51,11 +52,8 @@ def test_a_checkpoint_from_before_the_one_vocabulary_resumes(tmp_path):
     from them, and one with other settings is still refused."""
     model = kl.wrap(mlp())
     model.compile("adam", "mse")
-    imp = kl.IterativeMagnitudePruning(rounds=3, epochs_per_round=1, structure="neuron",
-                                       seed=1, verbose=0)
-    imp.set_model(model)
-    imp._plan = type("Plan", (), {"keys": ("fc0/kernel",)})()
-    now = imp._config()
+    settings = IMPSettings(rounds=3, epochs_per_round=1, structure="neuron", seed=1)
+    now = settings.config(["fc0/kernel"])
     old = {k: v for k, v in now.items() if k not in ("distribution", "structure", "scorer",
                                                      "exclude")}
     old.update(scope="layerwise", granularity="neuron", pattern=None, norm="l1")
