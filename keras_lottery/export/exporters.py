@@ -130,15 +130,9 @@ def export_saved_model(model, path, sample_inputs=None, overwrite=False, verbose
         shutil.move(staged, path)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return ExportResult(
-        path=path,
-        format="tf_saved_model",
-        bytes=_disk_bytes(path),
-        max_abs_error=error,
-        tolerance=TOLERANCES[None],
-        runtime="tf.saved_model",
-        density=sparsity_report(plain).density,
-    )
+    return ExportResult(path=path, format="tf_saved_model", bytes=_disk_bytes(path),
+                        max_abs_error=error, tolerance=TOLERANCES[None], runtime="tf.saved_model",
+                        density=sparsity_report(plain).density)
 
 
 def export_tflite(
@@ -225,17 +219,9 @@ def export_tflite(
     except ExportVerificationError as mismatch:
         raise ExportVerificationError(f"{mismatch}{_known_bug_hint(sparse, quantize)}") from None
     file_io.atomic_write(path, lambda f: f.write(flatbuffer))
-    return ExportResult(
-        path=path,
-        format="tflite",
-        bytes=len(flatbuffer),
-        max_abs_error=error,
-        tolerance=TOLERANCES[quantize],
-        runtime=runtime,
-        quantize=quantize,
-        sparse=sparse,
-        density=sparsity_report(plain).density,
-    )
+    return ExportResult(path=path, format="tflite", bytes=len(flatbuffer), max_abs_error=error,
+                        tolerance=TOLERANCES[quantize], runtime=runtime, quantize=quantize,
+                        sparse=sparse, density=sparsity_report(plain).density)
 
 
 def size_report(model, directory, quantize=None, representative_data=None, verbose=False):

@@ -70,14 +70,8 @@ def read(path):
         metadata = json.loads(str(raw)) if raw is not None else None
     except json.JSONDecodeError:
         metadata = None
-    if not isinstance(metadata, dict) or metadata.get("format") != FORMAT:
-        raise CheckpointError(f"{path} is not a keras_lottery IMP checkpoint.")
-    if metadata.get("version") != VERSION:
-        raise CheckpointError(
-            f"{path} has checkpoint version {metadata.get('version')}; this "
-            f"keras_lottery reads version {VERSION}. Start the run over in a new "
-            "checkpoint_dir."
-        )
+    file_io.check_header(metadata, path, FORMAT, VERSION, CheckpointError, "IMP checkpoint",
+                         "Start the run over in a new checkpoint_dir.")
     digests = metadata.pop("digests", None)  # None: written before digests
     altered = file_io.altered_arrays(arrays, digests) if digests is not None else []
     if altered:

@@ -144,6 +144,24 @@ def read_npz(path):
         return {name: data[name] for name in data.files}
 
 
+def check_header(metadata, path, format_name, version, error, what, fix=""):
+    """Raises `error` unless `metadata` (a file's parsed header) is a dict of
+    `format_name` at `version`; `what` names the kind of file, `fix` says
+    what to do about another version.
+
+    Example:
+    >>> check_header({"format": "f", "version": 2}, "x.npz", "f", 1, ValueError, "ticket")
+    Traceback (most recent call last):
+    ...
+    ValueError: x.npz has ticket version 2; this keras_lottery reads version 1.
+    """
+    if not isinstance(metadata, dict) or metadata.get("format") != format_name:
+        raise error(f"{path} is not a keras_lottery {what}.")
+    if metadata.get("version") != version:
+        raise error(f"{path} has {what} version {metadata.get('version')}; this keras_lottery "
+                    f"reads version {version}.{fix and ' ' + fix}")
+
+
 def json_safe(value):
     """`value` with NumPy scalars and tensors turned into plain Python.
 

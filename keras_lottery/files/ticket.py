@@ -182,13 +182,7 @@ def read_ticket(path):
         metadata = json.loads(str(contents["metadata"]))
     except json.JSONDecodeError as error:
         raise TicketError(f"{path} has unreadable metadata: {error}.") from error
-    if not isinstance(metadata, dict) or metadata.get("format") != FORMAT:
-        raise TicketError(f"{path} is not a keras_lottery ticket (format mismatch).")
-    if metadata.get("version") != VERSION:
-        raise TicketError(
-            f"{path} has ticket format version {metadata.get('version')}; this "
-            f"keras_lottery reads version {VERSION}."
-        )
+    file_io.check_header(metadata, path, FORMAT, VERSION, TicketError, "ticket")
     masks, init, rewind = {}, {}, {}
     entries = metadata.get("weights")
     if not isinstance(entries, list):

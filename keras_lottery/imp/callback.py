@@ -187,21 +187,9 @@ class IterativeMagnitudePruning(keras_internals.MonitorCallback):
 
     # --------------------------------------------------------- public state
 
-    rounds = property(lambda self: self.settings.rounds, doc="Trained rounds, round 0 included.")
-    epochs_per_round = property(lambda self: self.settings.epochs_per_round,
-                                doc="Epochs of each round.")
-    rewind_to = property(lambda self: self.settings.rewind_to, doc="The rewind point.")
-    schedule = property(lambda self: self.settings.schedule, doc="The resolved schedule.")
     total_epochs = property(lambda self: self.settings.total_epochs,
                             doc="Epochs to pass to `fit`: `rounds * epochs_per_round`.")
-    checkpoint_path = property(lambda self: self.settings.checkpoint_path,
-                               doc="The checkpoint file, or None without `checkpoint_dir`.")
-    results = property(lambda self: self.run.results,
-                       doc="One dict per finished round (see the class docstring).")
-    round = property(lambda self: self.run.round, doc="The current round (the last once finished).")
-    finished = property(lambda self: self.run.finished, doc="Whether every round has run.")
-    stopped_reason = property(lambda self: self.run.stopped_reason,
-                              doc="Why training stopped before the last round, or None.")
+    rounds = property(lambda self: self.settings.rounds, doc="Rounds, the dense round 0 included.")
 
     @property
     def write_checkpoints(self):
@@ -212,9 +200,16 @@ class IterativeMagnitudePruning(keras_internals.MonitorCallback):
     def write_checkpoints(self, value):
         self.settings.write_checkpoints = bool(value)
 
+    epochs_per_round = property(lambda self: self.settings.epochs_per_round,
+                                doc="Epochs of each round.")
+    results = property(lambda self: self.run.results, doc="One dict per finished round.")
+
     def round_checkpoint_path(self, round_index):
         """Where `keep_checkpoints` keeps the checkpoint of `round_index`."""
         return self.settings.round_checkpoint_path(round_index)
+
+    round = property(lambda self: self.run.round, doc="The current round (the last once finished).")
+    finished = property(lambda self: self.run.finished, doc="Whether every round has run.")
 
     @property
     def initial_epoch(self):
@@ -225,6 +220,9 @@ class IterativeMagnitudePruning(keras_internals.MonitorCallback):
         is done).
         """
         return self.run.initial_epoch()
+
+    stopped_reason = property(lambda self: self.run.stopped_reason,
+                              doc="Why training stopped before the last round, or None.")
 
     @property
     def masks(self):

@@ -24,9 +24,9 @@ def test_argument_checks():
 def test_epochs_and_rewind_beyond_round_zero():
     imp = kl.IterativeMagnitudePruning(rounds=2, epochs_per_round=2, rewind_to=50, verbose=0)
     with pytest.raises(ValueError, match="total_epochs"):
-        imp_checks.check_epochs(imp, {"epochs": 3})
+        imp_checks.check_epochs(imp.settings, {"epochs": 3})
     with pytest.raises(ValueError, match="beyond round 0, which is 20 steps"):
-        imp_checks.check_epochs(imp, {"epochs": 4, "steps": 10})
+        imp_checks.check_epochs(imp.settings, {"epochs": 4, "steps": 10})
 
 
 def test_notes_on_already_pruned_models():
