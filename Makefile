@@ -27,7 +27,7 @@ $(STAMP): setup.py $(DEMO_STAMP)
 # LeNet-300-100 on the embedded digits: ticket + both controls, 2 trials, 15 rounds
 # (rounds 0-14, 4.8% of the weights remaining), table and plots in runs/demo.
 demo: $(DEMO_STAMP)
-	$(PY) examples/lenet.py --rounds=15 --iterations=300 --eval_every=30 --trials=2 --output_dir=runs/demo
+	$(PY) -m examples.lenet --rounds=15 --iterations=300 --eval_every=30 --trials=2 --output_dir=runs/demo
 
 # `make test`: every module on TensorFlow, then on JAX and PyTorch (CPU) the
 # modules whose code touches the backend: variables, optimizer state, train

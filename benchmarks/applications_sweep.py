@@ -13,25 +13,21 @@ with the layers its refusal names left dense). Each step passes,
 or is refused with an error that names the layer and the reason: anything
 else (a crash, an error naming nothing) is a failure of this sweep.
 
-    python benchmarks/applications_sweep.py            # all families
-    python benchmarks/applications_sweep.py --models=MobileNetV2,ResNet50
+    python -m benchmarks.applications_sweep            # all families
+    python -m benchmarks.applications_sweep --models=MobileNetV2,ResNet50
 """
 
 import os
+import json
+import sys
+import time
+import traceback
 
-os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from absl import app
+from absl import flags
 
-import json  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
-import traceback  # noqa: E402
+from examples import harness
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, "..", "examples"))
-
-from absl import app  # noqa: E402
-from absl import flags  # noqa: E402
 
 # One per family, at the smallest input each accepts with weights=None.
 MODELS = {
@@ -53,12 +49,10 @@ MODELS = {
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("models", list(MODELS), "keras.applications classes to sweep.")
-flags.DEFINE_integer("seed", 0, "Seed of the weights and the random images.")
+harness.define_common_flags(seed=0, output="applications_sweep.json")
 flags.DEFINE_list("redo", [], "Models to sweep again although --output has their rows.")
 flags.DEFINE_bool("table", False, "Only print --output's rows as the markdown table of "
                   "docs/RELIABILITY.md (no sweep).")
-flags.DEFINE_string("output", os.path.join(HERE, "results", "applications_sweep.json"),
-                    "JSON results (one row per model).")
 
 
 def _step(row, name, run):
@@ -250,8 +244,8 @@ def main(argv):
         with open(FLAGS.output) as f:
             print(table(json.load(f)["rows"]))
         return
-    import run_config
-    import quiet_start
+    from examples import run_config
+    from examples import quiet_start
 
     quiet_start.start_tensorflow()
     from keras_lottery.files import file_io

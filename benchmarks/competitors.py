@@ -9,8 +9,8 @@ load; it reports medians of per-repeat ratios. The keras_lottery worker also
 measures the step's FLOP floor: the step's matmul FLOPs at this machine's
 measured dense matmul rate.
 
-    python benchmarks/competitors.py                      # the table in docs/BENCHMARKS.md
-    python benchmarks/competitors.py --steps 20 --repeats 1   # a smoke run
+    python -m benchmarks.competitors                      # the table in docs/BENCHMARKS.md
+    python -m benchmarks.competitors --steps 20 --repeats 1   # a smoke run
 
 Results: benchmarks/results/competitors.json.
 """
@@ -64,7 +64,6 @@ def _data(steps, batch):
 def _keras_runner(tool, steps, batch):
     import keras
 
-    sys.path.insert(0, ROOT)
     import keras_lottery as kl
 
     x, y, masks = _data(steps, batch)
@@ -234,9 +233,9 @@ def worker(tool, steps, batch):
 def _start(tool, steps, batch):
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": ROOT, **TOOLS[tool][0]}
     process = subprocess.Popen(
-        [sys.executable, __file__, "--worker", tool, str(steps), str(batch)],
+        [sys.executable, "-m", "benchmarks.competitors", "--worker", tool, str(steps), str(batch)],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        text=True, env=env,
+        text=True, env=env, cwd=ROOT,
     )
     return process
 
@@ -341,8 +340,7 @@ def _summary(values):
 
 def _command(flag_values):
     """Every flag this script defines, at its value (examples/run_config.py)."""
-    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "examples"))
-    import run_config
+    from examples import run_config
 
     return run_config.full_command(flag_values, sys.argv[0])
 

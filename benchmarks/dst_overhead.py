@@ -8,28 +8,22 @@ of one training step, measured in `--repeats` interleaved pairs in this run
 an update) against a plain step; and the update's share of the training time
 at `update_every` steps between updates.
 
-    python benchmarks/dst_overhead.py --updates=20
-    python benchmarks/dst_overhead.py --model=conv2 --steps=200 \
+    python -m benchmarks.dst_overhead --updates=20
+    python -m benchmarks.dst_overhead --model=conv2 --steps=200 \
         --output=benchmarks/results/dst_overhead_conv2.json
 
 Targets (issue 17): the update iteration <= 2x a step; <= 3% averaged with
 `update_every=100`.
 """
 
-import os
+import json
+import sys
+import time
 
-os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from absl import app
+from absl import flags
 
-import json  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
-
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, "..", "examples"))
-
-from absl import app  # noqa: E402
-from absl import flags  # noqa: E402
+from examples import harness
 
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("method", "rigl", ["rigl", "set"], "Which update.")
@@ -38,17 +32,17 @@ flags.DEFINE_integer("updates", 20, "Updates timed.", lower_bound=1)
 flags.DEFINE_integer("steps", 1000, "Training steps timed per repeat.", lower_bound=10)
 flags.DEFINE_integer("repeats", 3, "Interleaved repeats; the median ratio is reported.", lower_bound=1)
 flags.DEFINE_integer("update_every", 100, "Steps between updates, for the averaged share.", lower_bound=1)
-flags.DEFINE_string("output", os.path.join(HERE, "results", "dst_overhead.json"), "JSON results.")
+harness.define_common_flags(output="dst_overhead.json")
 
 
 def main(argv):
     del argv
-    import run_config
+    from examples import run_config
     import keras
     import numpy as np
 
     import keras_lottery as kl
-    import models
+    from examples import models
     from keras_lottery.files import file_io
 
     rng = np.random.default_rng(0)

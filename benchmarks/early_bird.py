@@ -6,40 +6,32 @@ it leads to stops changing between epochs. Reported in one run: total
 training steps of each arm and the test accuracy of its final ticket.
 Target: steps cut by >= 2x with the ticket within 0.5 point.
 
-    python benchmarks/early_bird.py --epochs_per_round=4
+    python -m benchmarks.early_bird --epochs_per_round=4
 """
 
-import os
+import json
+import sys
 
-os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from absl import app
+from absl import flags
 
-import json  # noqa: E402
-import sys  # noqa: E402
-
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, "..", "examples"))
-
-from absl import app  # noqa: E402
-from absl import flags  # noqa: E402
+from examples import harness
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("dataset", "idx:/usr/share/datasets/fashion-mnist", "'digits' or 'idx:<dir>'.")
+harness.define_common_flags(dataset=harness.FASHION_MNIST, seed=0, output="early_bird.json")
 flags.DEFINE_integer("rounds", 13, "IMP rounds (13 at 20%: 6.9% of fc weights remain).", lower_bound=2)
 flags.DEFINE_integer("epochs_per_round", 4, "Epochs per round of the full arm.", lower_bound=2)
 flags.DEFINE_float("threshold", 0.02, "Early-Bird mask distance threshold.")
 flags.DEFINE_integer("patience", 1, "Early-Bird patience (epochs).")
 flags.DEFINE_integer("train_examples", 0, "Use only this many training examples (0: all).")
-flags.DEFINE_integer("seed", 0, "Seed.")
-flags.DEFINE_string("output", os.path.join(HERE, "results", "early_bird.json"), "JSON results.")
 
 
 def main(argv):
     del argv
-    import run_config
+    from examples import run_config
     import keras
-    import common
-    import models
+    from examples import common
+    from examples import models
     import keras_lottery as kl
     from keras_lottery.files import file_io
 

@@ -6,39 +6,33 @@ exports the round's trained ticket as dense and sparse float `.tflite`,
 then reports sparse/dense bytes and the agreement of `.tflite` and Keras
 predictions on the full test set.
 
-    python benchmarks/export_sizes.py --dataset idx:/usr/share/datasets/fashion-mnist
+    python -m benchmarks.export_sizes --dataset idx:/usr/share/datasets/fashion-mnist
 
 Targets: sparse/dense <= 0.30 at 21.1%, <= 0.08 at 3.6%; identical
 predictions on >= 99.9% of test examples.
 """
 
 import os
+import sys
+import tempfile
+import time
 
-os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from absl import app
+from absl import flags
 
-import sys  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
+from examples import harness
+import keras
+import numpy as np
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, "..", "examples"))
+from examples import common
+from examples import models
+import keras_lottery as kl
 
-from absl import app  # noqa: E402
-from absl import flags  # noqa: E402
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-
-import common  # noqa: E402
-import models  # noqa: E402
-import keras_lottery as kl  # noqa: E402
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("dataset", "idx:/usr/share/datasets/fashion-mnist", "'digits' or 'idx:<dir>'.")
+harness.define_common_flags(dataset=harness.FASHION_MNIST, output="export_sizes.json", seed=0)
 flags.DEFINE_integer("epochs_per_round", 1, "Epochs per IMP round.", lower_bound=1)
 flags.DEFINE_list("export_rounds", ["7", "15"], "Rounds whose tickets are exported.")
-flags.DEFINE_string("output", os.path.join(HERE, "results", "export_sizes.json"), "JSON results.")
-flags.DEFINE_integer("seed", 0, "Seed.")
 
 TARGETS = {7: 0.30, 15: 0.08}
 
@@ -114,8 +108,7 @@ def main(argv):
 
 def _command(flag_values):
     """Every flag this script defines, at its value (examples/run_config.py)."""
-    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "examples"))
-    import run_config
+    from examples import run_config
 
     return run_config.full_command(flag_values, sys.argv[0])
 

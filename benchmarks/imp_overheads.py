@@ -10,8 +10,8 @@ Rows (all in one process, TensorFlow backend):
 4. bytes of wrapper state (mask, θ0, θk) per byte of prunable weight, and
    what stays on the device with `snapshots_on_host=True` (the mask).
 
-    python benchmarks/imp_overheads.py
-    python benchmarks/imp_overheads.py --rounds 2 --steps 20 --global_weights 100000  # smoke
+    python -m benchmarks.imp_overheads
+    python -m benchmarks.imp_overheads --rounds 2 --steps 20 --global_weights 100000  # smoke
 
 Results: benchmarks/results/imp_overheads.json and docs/BENCHMARKS.md.
 """
@@ -22,11 +22,8 @@ import platform
 import sys
 import time
 
-os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.dirname(HERE))
 
 PAPER_LENET_ITERATIONS = 50_000
 
@@ -183,8 +180,7 @@ def main(argv):
 
 def _command(flag_values):
     """Every flag this script defines, at its value (examples/run_config.py)."""
-    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "examples"))
-    import run_config
+    from examples import run_config
 
     return run_config.full_command(flag_values, sys.argv[0])
 

@@ -10,28 +10,25 @@ barrier of its ticket at the start of every round (`instability=`).
 Frankle et al. (ICML 2020) report LeNet stable from init (barrier < 2%),
 deeper networks stable only from some k > 0.
 
-    python benchmarks/instability.py --model=lenet --steps=0 --copy_steps=1834
-    python benchmarks/instability.py --model=conv2 --train_examples=5000 --steps=0,25,100,400
-    python benchmarks/instability.py --model=resnet20 --train_examples=5000 --steps=0,25,100,400
+    python -m benchmarks.instability --model=lenet --steps=0 --copy_steps=1834
+    python -m benchmarks.instability --model=conv2 --train_examples=5000 --steps=0,25,100,400
+    python -m benchmarks.instability --model=resnet20 --train_examples=5000 --steps=0,25,100,400
 """
 
 import os
+import json
+import sys
+import time
 
-os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from absl import app
+from absl import flags
 
-import json  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
+from examples import harness
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, "..", "examples"))
-
-from absl import app  # noqa: E402
-from absl import flags  # noqa: E402
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("dataset", "idx:/usr/share/datasets/fashion-mnist", "'digits' or 'idx:<dir>'.")
+harness.define_common_flags(dataset=harness.FASHION_MNIST, seed=0, output=None)
 flags.DEFINE_enum("model", "lenet", ["lenet", "conv2", "resnet20"], "Network.")
 flags.DEFINE_list("steps", ["0"], "Rewind iterations k to measure from.")
 flags.DEFINE_integer("copy_steps", 1834, "Iterations each copy trains from θk.", lower_bound=1)
@@ -44,8 +41,6 @@ flags.DEFINE_integer("imp_rounds", 0, "Also run IMP for N rounds, recording each
 flags.DEFINE_integer("imp_epochs", 2, "Epochs of each IMP round.", lower_bound=1)
 flags.DEFINE_float("imp_rate", 0.5, "IMP's per-round rate (global).")
 flags.DEFINE_integer("imp_rewind", 0, "IMP's rewind iteration k (0: θ0).", lower_bound=0)
-flags.DEFINE_integer("seed", 0, "Seed of θ0.")
-flags.DEFINE_string("output", None, "JSON results (default: results/instability_<model>.json).")
 
 # Optimizers of this small budget: the paper's Adam for LeNet, Adam 1e-3 for
 # Conv-2 (its 2e-4 is too slow for a few hundred steps), SGD with momentum for
@@ -57,7 +52,7 @@ def build(shape):
     import keras
 
     import keras_lottery as kl
-    import models
+    from examples import models
 
     keras.utils.set_random_seed(FLAGS.seed)
     if FLAGS.model == "lenet":
@@ -77,8 +72,8 @@ def build(shape):
 
 def main(argv):
     del argv
-    import run_config
-    import common
+    from examples import run_config
+    from examples import common
     import keras_lottery as kl
     from keras_lottery.files import file_io
 

@@ -6,38 +6,32 @@ usual: iterative SNIP and iterative SynFlow fall out of the same loop. For
 each seed, every scorer starts from the same θ0 and the same data order;
 the test accuracy of every round's trained network is recorded.
 
-    python benchmarks/iterative_scorers.py --seeds=0,1,2
+    python -m benchmarks.iterative_scorers --seeds=0,1,2
 
 Writes one row per (scorer, seed, round) and, per scorer and round, the mean,
 std, min and max over the seeds (`summary`); `--table=<results.json>` prints
 the markdown table of docs/METHODS.md from a results file.
 """
 
-import os
+import json
+import sys
+import time
 
-os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import json  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
+import numpy as np
+from absl import app
+from absl import flags
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, "..", "examples"))
-
-import numpy as np  # noqa: E402
-from absl import app  # noqa: E402
-from absl import flags  # noqa: E402
+from examples import harness
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("dataset", "idx:/usr/share/datasets/fashion-mnist", "'digits' or 'idx:<dir>'.")
+harness.define_common_flags(dataset=harness.FASHION_MNIST, output="iterative_scorers.json")
 flags.DEFINE_list("scorers", ["magnitude", "snip", "synflow", "random"], "IMP scorers.")
 flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds (θ0 and data order).")
 flags.DEFINE_integer("rounds", 6, "IMP rounds, the dense round 0 included.", lower_bound=2)
 flags.DEFINE_float("rate", 0.5, "Per-round pruning rate (output layer at half).")
 flags.DEFINE_integer("epochs_per_round", 1, "Epochs per round.", lower_bound=1)
 flags.DEFINE_integer("score_batches", 4, "Batches of 128 SNIP scores on.", lower_bound=1)
-flags.DEFINE_string("output", os.path.join(HERE, "results", "iterative_scorers.json"), "JSON results.")
 flags.DEFINE_string("table", None, "Print the markdown table of this results file and exit.")
 
 
@@ -49,8 +43,8 @@ def _scorer(name, batches):
 
 def _run(name, seed, data, batches):
     import keras
-    import common
-    import models
+    from examples import common
+    from examples import models
     import keras_lottery as kl
 
     (x, y), val, test = data
@@ -117,8 +111,8 @@ def main(argv):
         with open(FLAGS.table) as f:
             print(table(json.load(f)))
         return
-    import run_config
-    import common
+    from examples import run_config
+    from examples import common
     from keras_lottery.files import file_io
 
     data = common.load_dataset(FLAGS.dataset, seed=0)

@@ -4,37 +4,29 @@ Both arms run IMP with the same rounds and per-round rate (every layer,
 output included, to 50% of its weights in the last round), rewound to θ0;
 the N:M arm prunes inside groups of M consecutive inputs (4:4 -> 3:4 -> 2:4).
 
-    python benchmarks/nm_accuracy.py --dataset=idx:/usr/share/datasets/fashion-mnist
+    python -m benchmarks.nm_accuracy --dataset=idx:/usr/share/datasets/fashion-mnist
 """
 
-import os
+import json
+import sys
 
-os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from absl import app
+from absl import flags
 
-import json  # noqa: E402
-import sys  # noqa: E402
-
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, "..", "examples"))
-
-from absl import app  # noqa: E402
-from absl import flags  # noqa: E402
+from examples import harness
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("dataset", "idx:/usr/share/datasets/fashion-mnist", "'digits' or 'idx:<dir>'.")
+harness.define_common_flags(dataset=harness.FASHION_MNIST, seed=0, output="nm_accuracy.json")
 flags.DEFINE_string("pattern", "2:4", "N:M pattern.")
 flags.DEFINE_integer("epochs_per_round", 2, "Epochs per round.", lower_bound=1)
-flags.DEFINE_integer("seed", 0, "Seed.")
-flags.DEFINE_string("output", os.path.join(HERE, "results", "nm_accuracy.json"), "JSON results.")
 
 
 def main(argv):
     del argv
-    import run_config
+    from examples import run_config
     import keras
-    import common
-    import models
+    from examples import common
+    from examples import models
     import keras_lottery as kl
 
     (x, y), val, test = common.load_dataset(FLAGS.dataset, seed=FLAGS.seed)

@@ -6,45 +6,37 @@ round of the paper's IMP on this budget), then the test accuracy after
 training the masked network from θ0, and with the "shuffle" ablation (same
 per-layer counts, random positions). One run, one seed per trial.
 
-    python benchmarks/prune_at_init.py --densities=0.036,0.019 --epochs=2
+    python -m benchmarks.prune_at_init --densities=0.036,0.019 --epochs=2
 
 Targets (issue 16): SNIP and SynFlow masks cost <= 5% of one training round;
 every method >= random; shuffled pruning-at-init masks lose <= 0.5 point.
 """
 
-import os
+import json
+import sys
+import time
 
-os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from absl import app
+from absl import flags
 
-import json  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
-
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, "..", "examples"))
-
-from absl import app  # noqa: E402
-from absl import flags  # noqa: E402
+from examples import harness
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("dataset", "idx:/usr/share/datasets/fashion-mnist", "'digits' or 'idx:<dir>'.")
+harness.define_common_flags(dataset=harness.FASHION_MNIST, trials=1, output="prune_at_init.json")
 flags.DEFINE_list("methods", ["random", "magnitude", "snip", "grasp", "synflow"], "Methods.")
 flags.DEFINE_list("densities", ["0.036", "0.019"], "Fractions of weights kept.")
 flags.DEFINE_integer("epochs", 2, "Training epochs per arm.", lower_bound=1)
 flags.DEFINE_integer("score_batches", 4, "Batches of 128 for SNIP / GraSP.", lower_bound=1)
 flags.DEFINE_integer("synflow_iterations", 100, "SynFlow's pruning iterations.", lower_bound=1)
-flags.DEFINE_integer("trials", 1, "Seeds per arm.", lower_bound=1)
 flags.DEFINE_bool("shuffle", True, "Also train each mask shuffled within layers.")
 flags.DEFINE_float("grasp_temperature", 200.0, "GraSP: loss on logits / T (reference: 200).")
 flags.DEFINE_enum("distribution", "global", ["global", "uniform", "erk"], "One threshold, per layer, or ERK.")
-flags.DEFINE_string("output", os.path.join(HERE, "results", "prune_at_init.json"), "JSON results.")
 
 
 def _fresh(shape, seed):
     import keras
-    import common
-    import models
+    from examples import common
+    from examples import models
     import keras_lottery as kl
 
     keras.utils.set_random_seed(seed)
@@ -52,7 +44,7 @@ def _fresh(shape, seed):
 
 
 def _train_and_test(model, data):
-    import common
+    from examples import common
 
     (x, y), val, test = data
     model.fit(x, y, batch_size=60, epochs=FLAGS.epochs, validation_data=val, verbose=0)
@@ -61,8 +53,8 @@ def _train_and_test(model, data):
 
 def main(argv):
     del argv
-    import run_config
-    import common
+    from examples import run_config
+    from examples import common
     import keras_lottery as kl
     from keras_lottery.files import file_io
 

@@ -7,41 +7,32 @@ LeNet-300-100 under RigL and records, per update, the share of inactive
 connections whose gradient is nonzero (`grow_candidates_nonzero`) and the
 test accuracy at the end.
 
-    python benchmarks/rigl_growth.py --dataset=idx:/usr/share/datasets/fashion-mnist
+    python -m benchmarks.rigl_growth --dataset=idx:/usr/share/datasets/fashion-mnist
 """
 
-import os
+import json
+import sys
 
-os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from absl import app
+from absl import flags
 
-import json  # noqa: E402
-import sys  # noqa: E402
-
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, "..", "examples"))
-
-from absl import app  # noqa: E402
-from absl import flags  # noqa: E402
+from examples import harness
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("dataset", "digits", "'digits' or 'idx:<dir>' (MNIST-format files).")
+harness.define_common_flags(dataset="digits", seed=0, output="rigl_growth.json")
 flags.DEFINE_float("density", 0.1, "RigL's density.", lower_bound=0.0, upper_bound=1.0)
 flags.DEFINE_integer("epochs", 2, "Epochs of training.", lower_bound=1)
 flags.DEFINE_integer("update_every", 100, "Steps between updates.", lower_bound=1)
-flags.DEFINE_integer("seed", 0, "Seed of θ0 and of the batches.")
-flags.DEFINE_string("output", os.path.join(HERE, "results", "rigl_growth.json"), "JSON results.")
 
 
 def main(argv):
     del argv
     import keras
-    import numpy as np
 
-    import common
+    from examples import common
     import keras_lottery as kl
-    import models
-    import run_config
+    from examples import models
+    from examples import run_config
     from keras_lottery.files import file_io
 
     (x, y), _, (xt, yt) = common.load_dataset(FLAGS.dataset, seed=FLAGS.seed)

@@ -8,8 +8,8 @@ each setting, the dense and the wrapped model are trained on the same arrays,
 interleaved and repeated; the table reports median milliseconds per step and
 the median of the per-repeat masked/dense ratios.
 
-    python benchmarks/step_time.py                       # all backends, both models
-    python benchmarks/step_time.py --backends tensorflow --models lenet --repeats 9
+    python -m benchmarks.step_time                       # all backends, both models
+    python -m benchmarks.step_time --backends tensorflow --models lenet --repeats 9
 
 Results: benchmarks/results/step_time.json and the table in docs/BENCHMARKS.md.
 """
@@ -72,8 +72,7 @@ def _model(name):
             keras.layers.Dense(100, activation="relu", name="fc2"),
             keras.layers.Dense(10, name="out"),
         ])
-    sys.path.insert(0, os.path.join(ROOT, "examples"))
-    import models
+    from examples import models
 
     return models.conv_net(6)
 
@@ -88,7 +87,6 @@ def worker(backend, name, steps, repeats, batch, settings="all", threads=0):
     import keras
     import numpy as np
 
-    sys.path.insert(0, ROOT)
     import keras_lottery as kl
 
     rng = np.random.default_rng(0)
@@ -159,9 +157,9 @@ def main(argv):
         steps = f.conv_steps if name == "conv6" else f.steps
         for backend in f.backends:
             env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "3"}
-            command = [sys.executable, __file__, "--worker", backend, name, str(steps),
-                       str(f.repeats), str(f.batch), f.settings, str(f.threads)]
-            result = subprocess.run(command, capture_output=True, text=True, env=env)
+            command = [sys.executable, "-m", "benchmarks.step_time", "--worker", backend, name,
+                       str(steps), str(f.repeats), str(f.batch), f.settings, str(f.threads)]
+            result = subprocess.run(command, capture_output=True, text=True, env=env, cwd=ROOT)
             if result.returncode != 0:
                 print(f"{name} on {backend}: failed\n{result.stderr[-2000:]}")
                 continue
@@ -187,8 +185,7 @@ def main(argv):
 
 def _command(flag_values):
     """Every flag this script defines, at its value (examples/run_config.py)."""
-    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "examples"))
-    import run_config
+    from examples import run_config
 
     return run_config.full_command(flag_values, sys.argv[0])
 

@@ -14,8 +14,8 @@ one run (medians of repeated timings, 1 and 2 threads):
 - `scratch`: the compacted structured architecture trained from a fresh
   random init for as long (the structured baseline without rewinding).
 
-    python benchmarks/tflite_latency.py --model=lenet
-    python benchmarks/tflite_latency.py --model=conv2 --train_examples=20000
+    python -m benchmarks.tflite_latency --model=lenet
+    python -m benchmarks.tflite_latency --model=conv2 --train_examples=20000
 
 Targets (issue 18): structured LeNet ticket <= 0.5x dense batch-1 latency
 within 1 accuracy point; Conv-2 <= 0.5x within 1.5 points; the ticket at
@@ -23,25 +23,22 @@ least as accurate as `scratch`.
 """
 
 import os
+import json
+import sys
+import tempfile
+import time
 
-os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from absl import app
+from absl import flags
 
-import json  # noqa: E402
-import sys  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
+from examples import harness
+import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, "..", "examples"))
-
-from absl import app  # noqa: E402
-from absl import flags  # noqa: E402
-import numpy as np  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("model", "lenet", ["lenet", "conv2"], "Network.")
-flags.DEFINE_string("dataset", "idx:/usr/share/datasets/fashion-mnist", "'digits' or 'idx:<dir>'.")
+harness.define_common_flags(dataset=harness.FASHION_MNIST, output="", seed=0)
 flags.DEFINE_integer("rounds", 6, "IMP rounds (round 0 is the dense network).", lower_bound=2)
 flags.DEFINE_float("rate", 0.3, "Units (or weights) pruned per round.")
 flags.DEFINE_integer("epochs_per_round", 2, "Epochs per round.", lower_bound=1)
@@ -50,12 +47,10 @@ flags.DEFINE_list("threads", ["1", "2"], "Interpreter thread counts.")
 flags.DEFINE_list("batches", ["1", "32"], "Batch sizes.")
 flags.DEFINE_integer("repeats", 15, "Interleaved timing repeats (medians are reported).")
 flags.DEFINE_float("seconds_per_timing", 0.05, "Invokes per timing fill about this long.")
-flags.DEFINE_string("output", "", "JSON results (default: results/tflite_latency_<model>.json).")
-flags.DEFINE_integer("seed", 0, "Seed.")
 
 
 def _build(shape):
-    import models
+    from examples import models
 
     if FLAGS.model == "lenet":
         return models.lenet_300_100(shape)
@@ -63,7 +58,7 @@ def _build(shape):
 
 
 def _data():
-    import common
+    from examples import common
 
     (x, y), val, test = common.load_dataset(FLAGS.dataset, seed=FLAGS.seed)
     if FLAGS.train_examples:
@@ -75,7 +70,7 @@ def _data():
 
 def _imp_run(model, data, **kwargs):
     """IMP to the last round; returns (imp, test accuracy per round)."""
-    import common
+    from examples import common
     import keras_lottery as kl
 
     (x, y), val, test = data
@@ -95,7 +90,7 @@ def _imp_run(model, data, **kwargs):
 
 
 def _train_from_scratch(architecture, data):
-    import common
+    from examples import common
     import keras
 
     (x, y), val, test = data
@@ -162,7 +157,7 @@ def _tflite(model, directory, name, sparse):
 
 def main(argv):
     del argv
-    import run_config
+    from examples import run_config
     import keras
     import keras_lottery as kl
 

@@ -15,7 +15,7 @@ import os
 
 from absl import logging
 
-import run_config
+from examples import run_config
 
 
 class TestMetrics:

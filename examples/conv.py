@@ -4,21 +4,12 @@ Paper settings: Adam 2e-4 (Conv-2) / 3e-4 (Conv-4, Conv-6), batch 60,
 20K / 25K / 30K iterations per round; per-round rates conv 10% (15% for
 Conv-6), fc 20%, output 10%.
 
-    python examples/conv.py --depth 2 --dataset cifar10 --trials 3
+    python -m examples.conv --depth 2 --dataset cifar10 --trials 3
 """
 
-import os
+from absl import flags
 
-os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-import sys  # noqa: E402
-
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-from absl import flags  # noqa: E402
-
-import experiment  # noqa: E402
+from examples import experiment
 
 FLAGS = flags.FLAGS
 PAPER = {2: (2e-4, 20_000), 4: (3e-4, 25_000), 6: (3e-4, 30_000)}
@@ -33,7 +24,7 @@ def main(argv):
     del argv
     import keras
 
-    import models
+    from examples import models
 
     depth = int(FLAGS.depth)
     learning_rate, iterations = PAPER[depth]

@@ -24,7 +24,7 @@ import time
 from absl import app
 from absl import flags
 
-import run_config
+from examples import run_config
 
 FLAGS = flags.FLAGS
 
@@ -83,7 +83,7 @@ def main(script_main):
         module = sys.modules["__main__"]
         print((module.__doc__ or "").strip() + "\n")
         print(FLAGS.module_help(sys.argv[0]))
-        print(FLAGS.module_help("experiment"))
+        print(FLAGS.module_help("examples.experiment"))
         sys.exit(0)
 
     def checked_main(argv):
@@ -91,7 +91,7 @@ def main(script_main):
             run_config.script_flags(FLAGS, [sys.argv[0], "experiment"]))
         if problem:
             raise app.UsageError(problem)
-        import quiet_start
+        from examples import quiet_start
 
         quiet_start.start_tensorflow()
         return script_main(argv)
@@ -101,11 +101,11 @@ def main(script_main):
 
 def run(name, build_model, make_optimizer, rate, augment=None):
     """Runs all trials and arms; writes every output; returns the rows."""
-    import arms as arms_lib
-    import common
-    import plotting
-    import results
-    from run_directory import RunDirectory
+    from examples import arms as arms_lib
+    from examples import common
+    from examples import plotting
+    from examples import results
+    from examples.run_directory import RunDirectory
 
     start = time.perf_counter()
     runtime = arms_lib.Runtime(FLAGS.distribute)

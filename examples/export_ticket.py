@@ -1,6 +1,6 @@
 """Exports a saved IMP run: SavedModel, .tflite variants and a size/accuracy table.
 
-    python examples/export_ticket.py --run_dir runs/demo
+    python -m examples.export_ticket --run_dir runs/demo
 
 Reads the wrapped model an example saved (`<run_dir>/model.keras`, or the
 last trial's `<run_dir>/trial<t>/model.keras`; the dataset comes from
@@ -13,21 +13,15 @@ float file and its test accuracy next to the Keras model's.
 
 import os
 
-os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import json
 
-import json  # noqa: E402
-import sys  # noqa: E402
+from absl import app
+from absl import flags
+import keras
+import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-from absl import app  # noqa: E402
-from absl import flags  # noqa: E402
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-
-import common  # noqa: E402
-import keras_lottery as kl  # noqa: E402
+from examples import common
+import keras_lottery as kl
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("run_dir", "runs/demo", "Output directory of an example run.")
@@ -120,7 +114,7 @@ def export_run(run_dir, dataset=None, seed=None):
 
 def main(argv):
     del argv
-    import quiet_start
+    from examples import quiet_start
 
     quiet_start.start_tensorflow()
     summary, table = export_run(FLAGS.run_dir, FLAGS.dataset, FLAGS.seed)

@@ -4,23 +4,14 @@ Defaults are the paper's: Adam 1.2e-3, batch 60, 50K iterations per round,
 validation every 100 iterations, 20% per round (output layer 10%), 19 rounds
 (down to 1.9% of the weights), controls `reinit` and `random_prune`.
 
-    python examples/lenet.py                               # digits, offline
-    python examples/lenet.py --dataset idx:/usr/share/datasets/fashion-mnist
-    python examples/lenet.py --dataset mnist --trials 5    # tensorflow-datasets
+    python -m examples.lenet                               # digits, offline
+    python -m examples.lenet --dataset idx:/usr/share/datasets/fashion-mnist
+    python -m examples.lenet --dataset mnist --trials 5    # tensorflow-datasets
 """
 
-import os
+from absl import flags
 
-os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-import sys  # noqa: E402
-
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-from absl import flags  # noqa: E402
-
-import experiment  # noqa: E402
+from examples import experiment
 
 FLAGS = flags.FLAGS
 experiment.define_flags(
@@ -37,7 +28,7 @@ def main(argv):
     del argv
     import keras
 
-    import models
+    from examples import models
 
     experiment.run(
         "lenet_300_100",

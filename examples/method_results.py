@@ -13,11 +13,11 @@ import io
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib import ticker  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib import ticker
 
-import common  # noqa: E402
+from examples import common
 
 COLUMNS = ["trial", "method", "target", "kept", "test_accuracy", "shuffled_accuracy",
            "mask_seconds", "train_seconds", "round"]

@@ -8,6 +8,7 @@ checkpoint.
 """
 
 import json
+import time
 import math
 import os
 
@@ -62,7 +63,7 @@ def checked_plan(densities, rounds_to_first, with_imp):
 def load_data(dataset, seed, train_examples=0):
     """`common.load_dataset`, keeping the first `train_examples` training
     examples (0: all)."""
-    import common
+    from examples import common
 
     data = common.load_dataset(dataset, seed)
     if train_examples:
@@ -98,7 +99,7 @@ class Trial:
         import keras
 
         import keras_lottery as kl
-        import models
+        from examples import models
 
         keras.utils.set_random_seed(self.seed)
         shape = self.data[0][0].shape[1:]
@@ -121,7 +122,7 @@ class Trial:
                   verbose=0)
 
     def test_accuracy(self, model):
-        import common
+        from examples import common
 
         _, _, (xt, yt) = self.data
         return common.accuracy(model.predict(xt, batch_size=1000, verbose=0), yt)
@@ -167,3 +168,72 @@ def run_imp(trial, directory, t, rate, rounds):
             score = json.load(f)
         out.append((kl.masks.density(masks), score["test_accuracy"], masks, score.get("steps")))
     return out
+
+
+def run_trials(flag_values, methods, cell, describe, check=None):
+    """The main loop of `ticket_methods.py` and `sparse_training.py`: the
+    flags checked, the IMP plan, the data, the run directory (resumed, other
+    settings refused), then per trial the IMP arm and every method at every
+    density, each cell written as it finishes and skipped when a rerun finds
+    it. Returns `(directory, rows, start time)`.
+
+    Args:
+        flag_values: the script's parsed flags (`methods`, `densities`,
+            `rounds_to_first`, `epochs`, `model`, `learning_rate`,
+            `batch_size`, `train_examples` and the common ones).
+        methods: the methods the script knows.
+        cell: `(trial, method, density, imp, imp_round) -> row` (`imp`: the
+            IMP arm's per-round results, or None; `imp_round`: its round at
+            this density).
+        describe: `row -> str`, the end of the line printed per cell.
+        check: optional `data -> None`, raising `app.UsageError`, run once
+            the data is loaded (before any training).
+    """
+    from absl import app
+
+    from examples import harness
+    from examples import run_config
+    from examples.run_directory import RunDirectory
+
+    f = flag_values
+    unknown = sorted(set(f.methods) - set(methods))
+    if unknown or not f.methods:
+        raise app.UsageError(f"--methods: unknown {unknown}; choose from {list(methods)}.")
+    try:
+        densities = parse_densities(f.densities)
+    except ValueError as error:
+        raise app.UsageError(f"--{error}") from None
+    try:
+        rate, rounds, imp_round = checked_plan(densities, f.rounds_to_first, "imp" in f.methods)
+    except ValueError as error:
+        raise app.UsageError(f"--densities={f.densities}: {error}") from None
+    data, started = harness.start(lambda: load_data(f.dataset, f.seed, f.train_examples))
+    if check is not None:
+        check(data)
+    import sys
+
+    settings = {k: v for k, v in run_config.script_flags(f, [sys.argv[0]]).items()
+                if k not in run_config.NOT_RESULT_FLAGS}
+    directory = RunDirectory(f.output_dir)
+    directory.prepare(settings, f.trials)
+    rows = []
+    for t in range(f.trials):
+        trial = Trial(data, f.seed + t, f.model, f.learning_rate, f.batch_size, f.epochs)
+        imp = run_imp(trial, directory, t, rate, rounds) if "imp" in f.methods else None
+        for target in densities:
+            # Every method at the IMP ticket's exact density (its closest round's).
+            density = imp[imp_round[target]][0] if imp else target
+            for method in f.methods:
+                name = f"{method}_{target:g}"
+                row = directory.load_arm(t, name)
+                if row is not None:
+                    print(f"trial {t} {method} at {target:g}: already done, skipped", flush=True)
+                else:
+                    cell_started = time.perf_counter()
+                    row = cell(trial, method, density, imp, imp_round.get(target))
+                    row.update(method=method, target=target, trial=t)
+                    directory.write_json(directory.arm_file(t, name), row)
+                    print(f"trial {t} {method} at {100 * row['kept']:.2f}%: {describe(row)} "
+                          f"({time.perf_counter() - cell_started:.0f}s)", flush=True)
+                rows.append(row)
+    return directory, rows, started

@@ -10,7 +10,7 @@ attention and MLP projections with `keras_lottery.prune_one_shot` on
 --calibration_sequences training sequences, and reports the held-out
 perplexity and the calibration time.
 
-    python examples/one_shot_lm.py --steps=2000
+    python -m examples.one_shot_lm --steps=2000
 
 Outputs (--output_dir): `config.json` (a rerun with other settings is
 refused), `dense.weights.h5` (the trained model: a rerun skips training),
@@ -20,19 +20,16 @@ refused), `dense.weights.h5` (the trained model: a rerun skips training),
 
 import os
 
-os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import glob
+import json
+import math
+import sys
+import time
 
-import glob  # noqa: E402
-import json  # noqa: E402
-import math  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
+from absl import app
+from absl import flags
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-from absl import app  # noqa: E402
-from absl import flags  # noqa: E402
+from examples import harness
 
 FLAGS = flags.FLAGS
 METHODS = ("magnitude", "wanda", "sparsegpt")
@@ -50,8 +47,7 @@ flags.DEFINE_list("methods", list(METHODS), f"Of {', '.join(METHODS)}.")
 flags.DEFINE_list("sparsities", ["0.5", "2:4"], "Fractions pruned, or N:M patterns.")
 flags.DEFINE_integer("calibration_sequences", 64, "Training sequences to calibrate on.", lower_bound=1)
 flags.DEFINE_integer("eval_sequences", 256, "Held-out sequences for perplexity.", lower_bound=1)
-flags.DEFINE_integer("seed", 0, "Seed.")
-flags.DEFINE_string("output_dir", "runs/one_shot_lm", "Where results go.")
+harness.define_common_flags(seed=0, output_dir="runs/one_shot_lm")
 
 
 def read_text(directory, pattern, max_bytes):
@@ -127,15 +123,15 @@ def perplexity(model, x, y):
 
 def main(argv):
     del argv
-    import quiet_start
+    from examples import quiet_start
 
     quiet_start.start_tensorflow()
     import numpy as np
 
     import keras_lottery as kl
-    import run_config
+    from examples import run_config
     from keras_lottery.files import file_io
-    from run_directory import RunDirectory
+    from examples.run_directory import RunDirectory
 
     bad = sorted(set(FLAGS.methods) - set(METHODS))
     if bad or not FLAGS.methods:
@@ -223,7 +219,7 @@ def table_of(rows, dense):
     |---|---|---|---|---|
     | 0.5 | wanda | 4.4000 | +10.0% | 1.0 |
     """
-    import common
+    from examples import common
 
     lines = [[row["sparsity"], row["method"], row["perplexity"],
               f"{row['perplexity'] / dense - 1:+.1%}", f"{row['calibration_seconds']:.1f}"]

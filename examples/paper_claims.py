@@ -1,6 +1,6 @@
 """The LeNet run beside Frankle & Carbin's claims: a table over its trials.
 
-    python examples/paper_claims.py --run_dir docs/reproduction/lenet_paper_budget
+    python -m examples.paper_claims --run_dir docs/reproduction/lenet_paper_budget
 
 Reads a lenet.py run (`results.json`, or while the run goes on the finished
 trials: every `trial<t>/<arm>.json` of a trial whose arms are all done) and
@@ -13,13 +13,10 @@ shown.
 import glob
 import json
 import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-import numpy as np  # noqa: E402
-from absl import app  # noqa: E402
-from absl import flags  # noqa: E402
+import numpy as np
+from absl import app
+from absl import flags
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("run_dir", "runs/lenet", "Output directory of a lenet.py run.")
@@ -165,7 +162,7 @@ def main(argv):
     with open(os.path.join(FLAGS.run_dir, "claims.md"), "w") as f:
         f.write(text + "\n")
     with open(os.path.join(FLAGS.run_dir, "claims.json"), "w") as f:
-        json.dump({"command": f"python examples/paper_claims.py --run_dir={FLAGS.run_dir}",
+        json.dump({"command": f"python -m examples.paper_claims --run_dir={FLAGS.run_dir}",
                    "trials": trials, "claims": found}, f, indent=1)
     print(text)
 

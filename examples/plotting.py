@@ -15,9 +15,9 @@ import os
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib import ticker  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib import ticker
 
 COLORS = {"ticket": "tab:blue", "reinit": "tab:orange", "random_prune": "tab:green"}
 LABELS = {"ticket": "winning ticket", "reinit": "random reinit", "random_prune": "random pruning"}

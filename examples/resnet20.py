@@ -7,22 +7,13 @@ pruned); at lr 0.1 tickets need rewinding to an early iteration (k = 500) or
 warmup. `--model vgg19`: batch 64, 112K iterations, drops at 56K and 84K,
 rewind to 1000.
 
-    python examples/resnet20.py --dataset cifar10 --rewind_to 500
-    python examples/resnet20.py --rewind_to init --warmup 10000
+    python -m examples.resnet20 --dataset cifar10 --rewind_to 500
+    python -m examples.resnet20 --rewind_to init --warmup 10000
 """
 
-import os
+from absl import flags
 
-os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-import sys  # noqa: E402
-
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-from absl import flags  # noqa: E402
-
-import experiment  # noqa: E402
+from examples import experiment
 
 FLAGS = flags.FLAGS
 PAPER = {
@@ -55,7 +46,7 @@ def main(argv):
     del argv
     import keras
 
-    import models
+    from examples import models
 
     paper = PAPER[FLAGS.model]
     for name in ("batch_size", "iterations", "rewind_to"):

@@ -11,7 +11,7 @@ import io
 
 import numpy as np
 
-import common
+from examples import common
 
 COLUMNS = ["trial", "arm", "round", "density", "test_accuracy_end",
            "test_accuracy_early_stop", "early_stop_iteration", "best_val_loss",

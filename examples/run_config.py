@@ -13,6 +13,7 @@ imports.
 
 import dataclasses
 import math
+import os
 
 from absl import app
 
@@ -27,9 +28,11 @@ def script_flags(flag_values, modules):
     Args:
         flag_values: `absl.flags.FLAGS`.
         modules: module names (as absl records them: the script's
-            `sys.argv[0]` and "experiment").
+            `sys.argv[0]` and "experiment"); the common flags of
+            `examples.harness` are always included.
     """
     by_module = flag_values.flags_by_module_dict()
+    modules = [*modules, "harness"]  # the common flags (examples.harness) of every script
     values = {}
     for module, defined in by_module.items():
         if any(module == m or module.endswith("/" + m) or module.endswith(m + ".py")
@@ -39,8 +42,27 @@ def script_flags(flag_values, modules):
     return values
 
 
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def runnable(script):
+    """How to run `script` (its path, as `sys.argv[0]` has it): `-m
+    examples.<name>` or `-m benchmarks.<name>` for the repository's scripts
+    (run from the repository root), else the path itself.
+
+    Example:
+    >>> runnable(os.path.join(ROOT, "benchmarks", "step_time.py")), runnable("bench.py")
+    ('-m benchmarks.step_time', 'bench.py')
+    """
+    relative = os.path.relpath(os.path.abspath(script), ROOT)
+    folder, _, name = relative.partition(os.sep)
+    if folder in ("examples", "benchmarks") and os.sep not in name and name.endswith(".py"):
+        return f"-m {folder}.{name[:-3]}"
+    return script
+
+
 def full_command(flag_values, script):
-    """The command that reproduces a run: `python <script>` with every flag
+    """The command that reproduces a run: `python -m <module>` with every flag
     the script defines at its value (defaults included, so a later change
     of a default cannot change what the command means; a flag left at None,
     "not given", is left out: absl cannot parse `--flag=None` back).
@@ -70,7 +92,7 @@ def full_command(flag_values, script):
         if isinstance(value, (list, tuple)):
             value = ",".join(str(v) for v in value)
         parts.append(f"--{name}={value}")
-    return " ".join(["python", script, *parts])
+    return " ".join(["python", runnable(script), *parts])
 
 
 @dataclasses.dataclass(frozen=True)

@@ -9,7 +9,7 @@ arm runs global IMP rewound to θ0 (as in `ticket_methods.py`), each round
 density the sparse methods then train at; its steps are every round's up to
 that one.
 
-    python examples/sparse_training.py --dataset=idx:/usr/share/datasets/fashion-mnist \\
+    python -m examples.sparse_training --dataset=idx:/usr/share/datasets/fashion-mnist \\
         --model=lenet --densities=0.1,0.02 --trials=3
 
 Outputs (--output_dir): `config.json` (a rerun with other settings is
@@ -18,38 +18,22 @@ skips it), `trial<t>/imp_checkpoint/`, `results.json`, `table.md` and
 `sparse_training.png`.
 """
 
-import os
+import time
 
-os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from absl import app
+from absl import flags
 
-import sys  # noqa: E402
-import time  # noqa: E402
-
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-from absl import app  # noqa: E402
-from absl import flags  # noqa: E402
+from examples import harness
 
 FLAGS = flags.FLAGS
 METHODS = ("rigl", "set", "static", "imp")
-flags.DEFINE_string("dataset", "digits", "Dataset: digits, idx:<dir>, mnist or fashion_mnist.")
-flags.DEFINE_enum("model", "lenet", ["lenet", "conv2"], "LeNet-300-100 or Conv-2.")
-flags.DEFINE_list("methods", list(METHODS), f"Methods, of {', '.join(METHODS)}.")
-flags.DEFINE_list("densities", ["0.1", "0.02"], "Fractions of the weights kept.")
+harness.define_comparison_flags(METHODS, ["0.1", "0.02"], "runs/sparse_training",
+                                "Epochs of each IMP round (and of sparse training).")
 flags.DEFINE_enum("distribution", "erk", ["erk", "uniform"], "Sparse training's budgets.")
-flags.DEFINE_integer("epochs", 2, "Epochs of each IMP round (and of sparse training).", lower_bound=1)
 flags.DEFINE_integer("sparse_epochs", 0, "Epochs of each sparse training run (0: --epochs).",
                      lower_bound=0)
 flags.DEFINE_integer("update_every", 100, "Steps between mask updates.", lower_bound=1)
 flags.DEFINE_float("drop_fraction", 0.3, "Fraction moved at the first update (cosine decay).")
-flags.DEFINE_integer("rounds_to_first", 5, "IMP rounds to the highest density.", lower_bound=1)
-flags.DEFINE_integer("train_examples", 0, "Use the first N training examples (0: all).", lower_bound=0)
-flags.DEFINE_integer("batch_size", 60, "Batch size.", lower_bound=1)
-flags.DEFINE_float("learning_rate", None, "Adam's learning rate (default: the paper's for --model).")
-flags.DEFINE_integer("trials", 3, "Independent trials (seeds).", lower_bound=1)
-flags.DEFINE_integer("seed", 0, "Seed of trial 0 (trial t uses seed + t).")
-flags.DEFINE_string("output_dir", "runs/sparse_training", "Where results and plots go.")
 
 
 def sparse_cell(trial, method, density):
@@ -88,7 +72,7 @@ def table(rows):
     """
     import numpy as np
 
-    import common
+    from examples import common
 
     lines = []
     for target in sorted({row["target"] for row in rows}, reverse=True):
@@ -155,78 +139,32 @@ def plot(rows, path):
 
 def main(argv):
     del argv
-    import method_trial  # flag checks first: a refusal does not wait for TensorFlow
+    from examples import method_trial
 
-    unknown = sorted(set(FLAGS.methods) - set(METHODS))
-    if unknown or not FLAGS.methods:
-        raise app.UsageError(f"--methods: unknown {unknown}; choose from {list(METHODS)}.")
-    try:
-        densities = method_trial.parse_densities(FLAGS.densities)
-    except ValueError as error:
-        raise app.UsageError(f"--{error}") from None
-    try:
-        rate, rounds, imp_round = method_trial.checked_plan(
-            densities, FLAGS.rounds_to_first, "imp" in FLAGS.methods)
-    except ValueError as error:
-        raise app.UsageError(f"--densities={FLAGS.densities}: {error}") from None
-    import quiet_start
+    def check(data):
+        moving = [m for m in FLAGS.methods if m in ("rigl", "set")]
+        steps = (FLAGS.sparse_epochs or FLAGS.epochs) * -(-len(data[0][0]) // FLAGS.batch_size)
+        if moving and FLAGS.update_every >= int(0.75 * steps):
+            raise app.UsageError(
+                f"--update_every={FLAGS.update_every}: {', '.join(moving)} would never update. "
+                f"A sparse run trains {steps} steps and updates stop at 3/4 of them "
+                f"({int(0.75 * steps)}); use --update_every below that, or more "
+                "--sparse_epochs.")
 
-    quiet_start.start_tensorflow()
-    import run_config
-    from keras_lottery.files import file_io
-    from run_directory import RunDirectory
+    def cell(trial, method, density, imp, imp_round):
+        if method != "imp":
+            return sparse_cell(trial, method, density)
+        steps = [entry[3] for entry in imp[:imp_round + 1]]
+        return {"kept": imp[imp_round][0], "test_accuracy": imp[imp_round][1],
+                "round": imp_round, "steps": sum(steps) if None not in steps else None}
 
-    start = time.perf_counter()
-    try:
-        data = method_trial.load_data(FLAGS.dataset, FLAGS.seed, FLAGS.train_examples)
-    except (ValueError, FileNotFoundError) as error:
-        raise app.UsageError(f"--dataset={FLAGS.dataset}: {error}") from None
-    moving = [m for m in FLAGS.methods if m in ("rigl", "set")]
-    sparse_steps = (FLAGS.sparse_epochs or FLAGS.epochs) * -(-len(data[0][0]) // FLAGS.batch_size)
-    if moving and FLAGS.update_every >= int(0.75 * sparse_steps):
-        raise app.UsageError(
-            f"--update_every={FLAGS.update_every}: {', '.join(moving)} would never update. A "
-            f"sparse run trains {sparse_steps} steps and updates stop at 3/4 of them "
-            f"({int(0.75 * sparse_steps)}); use --update_every below that, or more "
-            "--sparse_epochs.")
-    settings = {k: v for k, v in run_config.script_flags(FLAGS, [sys.argv[0]]).items()
-                if k not in ("output_dir", "trials")}
-    directory = RunDirectory(FLAGS.output_dir)
-    directory.prepare(settings, FLAGS.trials)
-    rows = []
-    for t in range(FLAGS.trials):
-        trial = method_trial.Trial(data, FLAGS.seed + t, FLAGS.model, FLAGS.learning_rate,
-                                   FLAGS.batch_size, FLAGS.epochs)
-        imp = (method_trial.run_imp(trial, directory, t, rate, rounds)
-               if "imp" in FLAGS.methods else None)
-        for target in densities:
-            # Every method at the IMP ticket's exact density (the closest round's).
-            density = imp[imp_round[target]][0] if imp else target
-            for method in FLAGS.methods:
-                name = f"{method}_{target:g}"
-                row = directory.load_arm(t, name)
-                if row is None:
-                    if method == "imp":
-                        r = imp_round[target]
-                        steps = [entry[3] for entry in imp[:r + 1]]
-                        row = {"kept": imp[r][0], "test_accuracy": imp[r][1], "round": r,
-                               "steps": sum(steps) if None not in steps else None}
-                    else:
-                        row = sparse_cell(trial, method, density)
-                    row.update(method=method, target=target, trial=t)
-                    directory.write_json(directory.arm_file(t, name), row)
-                    print(f"trial {t} {method} at {100 * row['kept']:.2f}%: test "
-                          f"{100 * row['test_accuracy']:.2f}% after {row['steps']} steps",
-                          flush=True)
-                else:
-                    print(f"trial {t} {method} at {target:g}: already done, skipped", flush=True)
-                rows.append(row)
+    def describe(row):
+        return f"test {100 * row['test_accuracy']:.2f}% after {row['steps']} steps"
+
+    directory, rows, started = method_trial.run_trials(FLAGS, METHODS, cell, describe, check)
     directory.write_json("results.json", rows)
-    text = table(rows)
-    file_io.atomic_write(directory.file("table.md"), lambda f: f.write(text.encode() + b"\n"))
-    plot(rows, directory.file("sparse_training.png"))
-    print(text)
-    print(f"{len(rows)} rows, wall time {time.perf_counter() - start:.0f}s")
+    harness.finish(directory, table(rows), "sparse_training.png",
+                   lambda path: plot(rows, path), started, rows)
 
 
 if __name__ == "__main__":

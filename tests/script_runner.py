@@ -14,6 +14,10 @@ What a fork cannot show is what happens before TensorFlow loads (the scripts
 set `TF_CPP_MIN_LOG_LEVEL` first): the tests that check start-up output, and
 runs on another backend, use `fresh=True`, a new interpreter.
 
+A script of the repository's `examples` or `benchmarks` package runs as the
+README runs it, `python -m examples.lenet` (the package imported first, the
+repository root on the path); any other file as `python path`.
+
 Example (the result is a `subprocess.CompletedProcess`):
 
     result = run_script("examples/lenet.py", ["--rounds=2"], env=env, cwd=root)
@@ -41,6 +45,26 @@ def _context():
     return _CONTEXT
 
 
+def _module(path):
+    """`(package root, "package.name")` when `path` is a module of a package
+    (a folder with `__init__.py`), else None."""
+    folder = os.path.dirname(path)
+    if not os.path.exists(os.path.join(folder, "__init__.py")):
+        return None
+    name = os.path.splitext(os.path.basename(path))[0]
+    return os.path.dirname(folder), f"{os.path.basename(folder)}.{name}"
+
+
+def _run_main(path):
+    """Runs `path` as `__main__`: `python -m package.name` for a package's
+    module, `python path` otherwise."""
+    module = _module(path)
+    if module is None:
+        runpy.run_path(path, run_name="__main__")
+    else:
+        runpy.run_module(module[1], run_name="__main__", alter_sys=True)
+
+
 def _child(path, argv, env, cwd, stdout_path, stderr_path, mock_tfds):
     """The forked process: the script's `__main__`, as the interpreter runs it."""
     target = os.open(stdout_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
@@ -58,15 +82,16 @@ def _child(path, argv, env, cwd, stdout_path, stderr_path, mock_tfds):
     os.environ.update(env)
     os.chdir(cwd)
     sys.argv = [path, *argv]
-    sys.path[:0] = [os.path.dirname(path)] + [
+    module = _module(path)
+    sys.path[:0] = [os.path.dirname(path) if module is None else module[0]] + [
         p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
     if mock_tfds is None:
-        runpy.run_path(path, run_name="__main__")
+        _run_main(path)
         return
     import tensorflow_datasets as tfds
 
     with tfds.testing.mock_data(num_examples=mock_tfds):
-        runpy.run_path(path, run_name="__main__")
+        _run_main(path)
 
 
 def _forkable(env):
@@ -178,16 +203,23 @@ def run_code(code, directory, argv=(), env=None, timeout=600):
 
 
 def _run_fresh(path, argv, env, cwd, timeout, mock_tfds):
+    module = _module(path)
+    if module is not None:  # `python -m` finds the package from the root
+        env = {**env, "PYTHONPATH": os.pathsep.join(
+            p for p in (module[0], env.get("PYTHONPATH")) if p)}
     if mock_tfds is None:
-        command = [sys.executable, path, *argv]
+        target = [path] if module is None else ["-m", module[1]]
+        command = [sys.executable, *target, *argv]
     else:
         # tensorflow-datasets' mock serves fake cifar10/mnist without a download.
+        run = (f"runpy.run_path({path!r}, run_name='__main__')" if module is None else
+               f"runpy.run_module({module[1]!r}, run_name='__main__', alter_sys=True)")
         code = (
             "import runpy, sys, tensorflow_datasets as tfds\n"
             f"sys.argv = {[path, *argv]!r}\n"
-            f"sys.path.insert(0, {os.path.dirname(path)!r})\n"
+            f"sys.path.insert(0, {os.path.dirname(path) if module is None else module[0]!r})\n"
             f"with tfds.testing.mock_data(num_examples={mock_tfds}):\n"
-            f"    runpy.run_path({path!r}, run_name='__main__')\n"
+            f"    {run}\n"
         )
         command = [sys.executable, "-c", code]
     return subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env,

@@ -3,7 +3,6 @@ assertions: timings are for benchmarks/, not tests)."""
 
 import json
 import os
-import sys
 
 import pytest
 
@@ -26,8 +25,7 @@ def _step_time(tmp_path, name, backends, models):
 
 
 def test_step_time_harness_produces_every_row(tmp_path, capsys):
-    sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
-    import step_time
+    from benchmarks import step_time
 
     # LeNet and the encoder on TensorFlow (JAX and torch run the same harness
     # code with another KERAS_BACKEND; Conv-6 is slow to compile, so it is
@@ -50,8 +48,7 @@ def test_step_time_harness_produces_every_row(tmp_path, capsys):
 
 
 def test_competitors_harness_produces_every_row(tmp_path):
-    sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
-    import competitors
+    from benchmarks import competitors
 
     # The dense workers are the same code path with wrapping skipped; leaving
     # them out keeps this test short.

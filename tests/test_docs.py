@@ -45,8 +45,8 @@ def test_a_result_file_records_the_command_that_made_it(path):
     result = _json(path)
     command = result.get("command")
     assert command, f"{path} records no command"
-    script = re.match(r"python (benchmarks/\w+\.py)", command).group(1)
-    assert os.path.exists(os.path.join(ROOT, script))
+    module = re.match(r"python -m benchmarks\.(\w+)(?: |$)", command).group(1)
+    assert os.path.exists(os.path.join(ROOT, "benchmarks", f"{module}.py"))
     seed = re.search(r"_seed(\d+)", path)
     if seed:
         assert f"--seed={seed.group(1)}" in command

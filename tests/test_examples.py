@@ -5,16 +5,14 @@ import json
 import os
 import pathlib
 import struct
-import sys
 
 import numpy as np
 import pytest
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "examples"))
+import script_runner
+from examples import common
 
-import common  # noqa: E402
-import script_runner  # noqa: E402
+ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
 def _write_idx(path, array, compress):
@@ -241,7 +239,7 @@ def test_test_metrics_evaluates_every_best_and_round_end(tmp_path):
     """`--test_every`: the test set is evaluated on the schedule, at every new
     best validation loss of a round and at each round's end, so the early-stop
     and end accuracies are exact; other epochs are None in the curve."""
-    import arms
+    from examples import arms
 
     calls = []
 
@@ -314,8 +312,8 @@ def test_every_flag_is_part_of_the_run_settings(tmp_path):
     anywhere: the settings are derived from the flag definitions."""
     from absl import app, flags
 
-    import run_config
-    from run_directory import RunDirectory
+    from examples import run_config
+    from examples.run_directory import RunDirectory
 
     values = flags.FlagValues()
     for name, default in (("rounds", 3), ("iterations", 20), ("eval_every", 10),
@@ -348,7 +346,7 @@ def test_a_run_directory_from_before_the_one_vocabulary_resumes(tmp_path):
     is 'uniform'): the same run resumes, another distribution is refused."""
     from absl import app
 
-    from run_directory import RunDirectory
+    from examples.run_directory import RunDirectory
 
     (tmp_path / "config.json").write_text(json.dumps({"rounds": 3, "scope": "layerwise",
                                                       "trials": 2}))
@@ -360,7 +358,7 @@ def test_a_run_directory_from_before_the_one_vocabulary_resumes(tmp_path):
 
 
 def test_an_arm_written_under_a_relative_output_dir_is_found_on_resume(tmp_path, monkeypatch):
-    from run_directory import RunDirectory
+    from examples.run_directory import RunDirectory
 
     monkeypatch.chdir(tmp_path)
     directory = RunDirectory("runs/relative")
@@ -468,7 +466,7 @@ def test_sparse_training_runs_every_method_and_resumes(tmp_path):
     assert "Traceback" not in still.stderr
 
 
-@pytest.mark.parametrize("module", ["method_results", "method_trial", "paper_claims", "quiet_start",
+@pytest.mark.parametrize("module", ["harness", "method_results", "method_trial", "paper_claims", "quiet_start",
                                     "run_config"])
 def test_example_helper_docstrings(module):
     """The shared helpers' docstring examples run (the scripts' own, which
@@ -476,7 +474,7 @@ def test_example_helper_docstrings(module):
     import doctest
     import importlib
 
-    result = doctest.testmod(importlib.import_module(module),
+    result = doctest.testmod(importlib.import_module(f"examples.{module}"),
                              optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
     assert result.failed == 0 and result.attempted > 0
 
@@ -497,7 +495,7 @@ def _claim_rows():
 def test_paper_claims_over_the_trials(tmp_path):
     """Each claim is computed per trial at the nearest round and summarised;
     a partial run reads only its trials whose arms are all done."""
-    import paper_claims
+    from examples import paper_claims
 
     found = {c["claim"].split(":")[0]: c for c in paper_claims.claims(_claim_rows())}
     at21 = found["early-stop iteration at 21.1%"]
