@@ -202,14 +202,14 @@ class IterativeMagnitudePruning(keras_internals.MonitorCallback):
 
     epochs_per_round = property(lambda self: self.settings.epochs_per_round,
                                 doc="Epochs of each round.")
-    results = property(lambda self: self.run.results, doc="One dict per finished round.")
+    results = property(lambda self: self.run.state.results, doc="One dict per finished round.")
 
     def round_checkpoint_path(self, round_index):
         """Where `keep_checkpoints` keeps the checkpoint of `round_index`."""
         return self.settings.round_checkpoint_path(round_index)
 
-    round = property(lambda self: self.run.round, doc="The current round (the last once finished).")
-    finished = property(lambda self: self.run.finished, doc="Whether every round has run.")
+    round = property(lambda self: self.run.state.round, doc="The current round (the last once finished).")
+    finished = property(lambda self: self.run.state.finished, doc="Whether every round has run.")
 
     @property
     def initial_epoch(self):

@@ -33,8 +33,8 @@ def check_not_run_before(run, started, resumable):
         return
     raise RuntimeError(
         "This IterativeMagnitudePruning callback has already run "
-        f"({len(run.results)} of {run.settings.rounds} rounds, "
-        f"{'finished' if run.finished else 'not finished'}); its state "
+        f"({len(run.state.results)} of {run.settings.rounds} rounds, "
+        f"{'finished' if run.state.finished else 'not finished'}); its state "
         "belongs to that run. Create a new callback for a new run; to "
         "resume an interrupted run, give the callback a checkpoint_dir."
     )

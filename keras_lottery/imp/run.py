@@ -16,7 +16,7 @@ at a round boundary (docs/ARCHITECTURE.md walks through it):
 
 Example:
 >>> run = IMPRun(IMPSettings(rounds=2, epochs_per_round=1, verbose=0), is_better=None)
->>> run.round, run.finished, run.results
+>>> run.state.round, run.state.finished, run.state.results
 (0, False, [])
 """
 
@@ -69,18 +69,6 @@ class IMPRun:
         self.epoch_start_steps = 0
 
     # ---------------------------------------------------------------- state
-
-    @property
-    def results(self):
-        return self.state.results
-
-    @property
-    def round(self):
-        return self.state.round
-
-    @property
-    def finished(self):
-        return self.state.finished
 
     def has_checkpoint(self):
         """Whether this run's own checkpoint exists."""
@@ -184,7 +172,7 @@ class IMPRun:
             return
         self.stopped_reason = (
             f"fit ended during round {self.state.round} (rounds 0-{self.settings.rounds - 1}) "
-            f"({len(self.results)} rounds finished): another callback set "
+            f"({len(self.state.results)} rounds finished): another callback set "
             "model.stop_training (EarlyStopping, TerminateOnNaN, ...), or fit's "
             "epochs ran out. For early stopping within each round, pass "
             "keras.callbacks.EarlyStopping(...) in round_callbacks=[...].")
@@ -370,9 +358,10 @@ class IMPRun:
                 return None
             return [(v.path, value) for v, value in zip(others, point.other_weights)]
 
+        results = self.state.results
         return {
-            "round": self.results[-1]["round"] if self.results else None,
-            "metrics": self.results[-1] if self.results else {},
+            "round": results[-1]["round"] if results else None,
+            "metrics": results[-1] if results else {},
             "rewind_step": None if self.state.rewind_point is None else self.state.rewind_point.step,
             "other_init": named(self.state.init_point),
             "other_rewind": named(self.state.rewind_point),

@@ -313,12 +313,10 @@ class Grasp(_LossScorer):
     highest −θ ⊙ Hg, so θ ⊙ Hg ranks what survives). Arguments as `Snip`
     (GraSP's reference code uses `temperature=200` on logits).
 
-    Example:
-    >>> model = keras_lottery.wrap(keras.Sequential(
-    ...     [keras.Input((2,)), keras.layers.Dense(2, name="fc")]))
-    >>> data = (np.ones((4, 2), "float32"), np.zeros(4, "int32"))
-    >>> Grasp(data).scores(ScoringContext(model))["fc/kernel"].shape
-    (2, 2)
+    Example (scores as `Snip`'s, tests/methods/test_init_pruning.py checks
+    them against θ ⊙ Hg by finite differences):
+    >>> get("grasp", data=[(np.ones((4, 2)), np.zeros(4))], temperature=200.0)
+    Grasp(data=..., temperature=200.0)
     """
 
     def scores(self, context):
