@@ -44,6 +44,7 @@ import numpy as np
 from keras_lottery.core import wrapping
 from keras_lottery.methods import layer_inputs
 from keras_lottery.methods import scorers
+from keras_lottery.methods import sparsegpt
 from keras_lottery.sparsity import structure as structure_lib
 from keras_lottery.sparsity import vocabulary
 
@@ -216,7 +217,7 @@ def _keep_per_output(scores, density, group):
         np.put_along_axis(mask, order, True, axis=0)
         return mask
     n, m = group
-    scorers.check_groups(inputs, m)
+    sparsegpt.check_groups(inputs, m)
     grouped = scores.reshape(inputs // m, m, outputs)
     order = np.argsort(-grouped, axis=1, kind="stable")[:, :n]
     kept = np.zeros(grouped.shape, bool)

@@ -36,11 +36,12 @@ import inspect
 import keras
 import numpy as np
 
-from keras_lottery.backend import gradients
 from keras_lottery.backend import keras_internals
 from keras_lottery.core import wrapping
 from keras_lottery.methods import layer_inputs
 from keras_lottery.methods import loss_gradients
+from keras_lottery.methods import sparsegpt
+from keras_lottery.methods import synflow
 
 _REGISTRY = {}
 
@@ -326,7 +327,7 @@ class Grasp(_LossScorer):
 
 @register_scorer("synflow")
 class Synflow(Scorer):
-    """SynFlow (Tanaka et al. 2020), data-free (see `synflow_scores`).
+    """SynFlow (Tanaka et al. 2020), data-free (`keras_lottery.methods.synflow`).
     `prune_at_init` prunes with it over `iterations` steps; IMP scores once
     per round (its rounds are the iterations).
 
@@ -340,7 +341,7 @@ class Synflow(Scorer):
     iterative = True
 
     def scores(self, context):
-        scores = synflow_scores(context.model)
+        scores = synflow.scores(context.model)
         return {key: scores[key] for key in context.keys}
 
 
@@ -422,7 +423,7 @@ class SparseGPT(_CalibrationScorer):
         self.block_size = int(block_size)
 
     def matrix_scores(self, kernel, gram):
-        h, dead = _damped(gram, self.damping)
+        h, dead = sparsegpt.damped(gram, self.damping)
         upper = np.linalg.cholesky(np.linalg.inv(h)).T
         scores = kernel ** 2 / np.diag(upper)[:, None] ** 2
         scores[dead] = 0.0  # inputs that are always 0: their weights do nothing
@@ -431,24 +432,13 @@ class SparseGPT(_CalibrationScorer):
     def prune_layer(self, kernel, gram, density=None, group=None):
         """`(mask, new kernel)` of one [inputs, outputs] kernel at `density`
         or N:M `group` (`(n, m)`), with the reconstruction."""
-        return sparsegpt_layer(kernel, gram, density, group, self.damping, self.block_size)
+        return sparsegpt.prune_layer(kernel, gram, density, group, self.damping, self.block_size)
 
     def reconstruct(self, kernel, gram, mask):
         """The kernel with `mask` ([inputs, outputs] bool) applied and the
         pruned weights' error compensated on the kept ones."""
-        return sparsegpt_layer(kernel, gram, None, None, self.damping, self.block_size,
-                               keep=mask)[1]
-
-
-def check_groups(inputs, m):
-    """ValueError when N:M groups of `m` do not divide a kernel's `inputs`.
-
-    Example:
-    >>> check_groups(8, 4)
-    """
-    if inputs % m:
-        raise ValueError(f"N:M groups of {m} do not divide a kernel's {inputs} input "
-                         "features; exclude it (exclude=[...]), or use density=.")
+        return sparsegpt.prune_layer(kernel, gram, None, None, self.damping, self.block_size,
+                                     keep=mask)[1]
 
 
 def input_batches(data):
@@ -464,160 +454,3 @@ def input_batches(data):
     if isinstance(data, (np.ndarray, dict)) or hasattr(data, "shape"):
         return [data]
     return list(data)
-
-
-def _damped(gram, damping):
-    """H + λI with dead inputs (zero diagonal) made harmless; and the dead mask."""
-    h = np.array(gram, np.float64, copy=True)
-    dead = np.diag(h) == 0
-    h[dead, dead] = 1.0
-    h[np.diag_indices(len(h))] += damping * np.mean(np.diag(h))
-    return h, dead
-
-
-def sparsegpt_layer(kernel, gram, density, group, damping=0.01, block_size=128, keep=None):
-    """SparseGPT on one [inputs, outputs] kernel: `(mask, new kernel)` at
-    `density` (fraction kept) or N:M `group` (`(n, m)`). `keep` (bool
-    [inputs, outputs]) fixes the mask: only the reconstruction runs.
-
-    Example:
-    >>> x = np.random.default_rng(0).normal(size=(32, 8))
-    >>> mask, new = sparsegpt_layer(np.ones((8, 2)), x.T @ x, 0.5, None)
-    >>> int(mask.sum()), bool((new[~mask] == 0).all())
-    (8, True)
-    """
-    w = kernel.T.copy()  # the paper's layout: rows are output units
-    columns = w.shape[1]
-    h, dead = _damped(gram, damping)
-    w[:, dead] = 0.0
-    hinv = np.linalg.cholesky(np.linalg.inv(h)).T  # upper Cholesky factor of H⁻¹
-    mask = np.zeros(w.shape, bool)  # True: kept
-    if group is not None:
-        check_groups(columns, group[1])
-        block_size = max(group[1], block_size - block_size % group[1])
-    for start in range(0, columns, block_size):
-        stop = min(start + block_size, columns)
-        block = w[:, start:stop].copy()
-        errors = np.zeros_like(block)
-        hinv_block = hinv[start:stop, start:stop]
-        diag = np.diag(hinv_block)
-        if keep is not None:
-            pruned = ~keep.T[:, start:stop]
-        elif group is None:
-            saliency = block ** 2 / diag[None, :] ** 2
-            prune = int(round((1.0 - density) * saliency.size))
-            pruned = np.zeros(saliency.size, bool)
-            pruned[np.argsort(saliency, axis=None, kind="stable")[:prune]] = True
-            pruned = pruned.reshape(saliency.shape)
-        else:
-            pruned = np.zeros(block.shape, bool)
-        for i in range(stop - start):
-            if keep is None and group is not None and i % group[1] == 0:
-                n, m = group
-                saliency = block[:, i:i + m] ** 2 / diag[None, i:i + m] ** 2
-                lowest = np.argsort(saliency, axis=1, kind="stable")[:, :m - n]
-                np.put_along_axis(pruned[:, i:i + m], lowest, True, axis=1)
-            column = block[:, i]
-            quantized = np.where(pruned[:, i], 0.0, column)
-            error = (column - quantized) / hinv_block[i, i]
-            block[:, i:] -= np.outer(error, hinv_block[i, i:])
-            block[:, i] = quantized
-            errors[:, i] = error
-        w[:, start:stop] = block
-        w[:, stop:] -= errors @ hinv[start:stop, stop:]
-        mask[:, start:stop] = ~pruned
-    w[~mask] = 0.0
-    return mask.T, w.T
-
-
-
-def synflow_scores(model):
-    """SynFlow's scores at the model's current (masked) weights: data-free,
-    |∂R/∂θ ⊙ θ| with R = sum(model(ones)) on |θ|. The weights are restored
-    afterwards.
-
-    Each kernel's |θ| is divided by its largest sum over an output unit's
-    inputs, so no layer enlarges its input, and the input is `1e-3`: scaling
-    a layer, or the input, scales R and every score by the same factor (the
-    ranking is the same, as the paper's path count), but keeps activations
-    small. Without it, float32 overflows on deep networks, and bounded
-    activations (ReLU6, hard sigmoid) saturate, their gradients vanish and
-    whole layers score 0 (measured: every kernel of 3 MobileNetV2 blocks
-    pruned at 10% global density).
-
-    Example:
-    >>> model = keras_lottery.wrap(keras.Sequential(
-    ...     [keras.Input((2,)), keras.layers.Dense(1, name="fc")]))
-    >>> synflow_scores(model)["fc/kernel"].shape
-    (2, 1)
-    """
-    structure = keras_internals.input_structure(model)
-    if structure is None:
-        raise ValueError(
-            f"SynFlow feeds an all-ones input of the model's input shape; '{model.name}' "
-            "is subclassed and has none yet (or takes several inputs). Call it once on a "
-            "batch of one input (it then has the shape), build it functionally, or use "
-            "another method."
-        )
-    prunables = wrapping.prunable_weights(model)
-    output_keys = set(wrapping.output_keys(model))
-    outputs = {p.owner: p.owner.activation for p in prunables
-               if p.key in output_keys and hasattr(p.owner, "activation")}
-    keras_internals.sync_jax_state(model)
-    saved = [keras.ops.convert_to_numpy(v.value) for v in model.variables]
-    try:
-        # R is taken on the logits: a softmax output sums to 1 whatever the
-        # weights, and would score every weight 0.
-        for layer in outputs:
-            layer.activation = keras.activations.linear
-        depthwise = {
-            id(p.variable) for p in prunables
-            if isinstance(p.owner, _DEPTHWISE) or p.name == "depthwise_kernel"
-        }
-        for variable, value in zip(model.variables, saved):
-            if variable.trainable and np.issubdtype(value.dtype, np.floating):
-                variable.assign(_non_expansive(np.abs(value), id(variable) in depthwise))
-        values = {p.key: keras.ops.convert_to_numpy(p.variable.value) for p in prunables}
-        ones = keras.tree.map_structure(
-            lambda spec: np.full((1, *spec.shape[1:]), _SYNFLOW_INPUT, "float32"), structure
-        )
-        grads = gradients.weight_gradients(
-            model, [p.variable for p in prunables], _sum_of_outputs, ones
-        )
-    finally:
-        for variable, value in zip(model.variables, saved):
-            variable.assign(value)
-        for layer, activation in outputs.items():
-            layer.activation = activation
-    scores = {p.key: np.abs(g * values[p.key]) for p, g in zip(prunables, grads)}
-    if not any(score.any() for score in scores.values()):
-        raise ValueError(
-            f"SynFlow scored every weight of '{model.name}' 0: the sum of its outputs "
-            "does not depend on its weights (a normalised output, or activations that "
-            "saturate on an all-positive input). Score a model that outputs logits."
-        )
-    return scores
-
-
-
-_SYNFLOW_INPUT = 1e-3
-
-
-_DEPTHWISE = (keras.layers.DepthwiseConv1D, keras.layers.DepthwiseConv2D)
-
-
-def _non_expansive(magnitude, depthwise=False):
-    """|W| scaled so that no output unit sums more than 1 over its inputs
-    (vectors such as biases and BatchNorm's are left as they are). A
-    depthwise kernel's output channel reads its spatial taps only."""
-    if magnitude.ndim < 2 or not magnitude.size:
-        return magnitude
-    if depthwise:
-        peak = magnitude.sum(axis=tuple(range(magnitude.ndim - 2))).max()
-    else:
-        peak = magnitude.reshape(-1, magnitude.shape[-1]).sum(axis=0).max()
-    return magnitude / peak if peak > 0 else magnitude
-
-
-def _sum_of_outputs(outputs):
-    return sum(keras.ops.sum(o) for o in keras.tree.flatten(outputs))

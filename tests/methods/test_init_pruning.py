@@ -68,24 +68,6 @@ def test_grasp_is_weight_times_hessian_gradient_product():
     np.testing.assert_allclose(scores["out/kernel"], b * hg2, rtol=2e-2, atol=1e-4)
 
 
-def test_synflow_is_data_free_and_matches_the_path_count():
-    w1, w2, _, _ = _setup()
-    model = _two_layer(w1, w2)
-    before = kl.core.wrapping.read_weights(model)
-    scores = scorers.synflow_scores(model)
-    # R = 1^T |w1| |w2| 1 (each layer scaled by its largest column sum, the
-    # input by 1e-3: every score by the same factor, the ranking is the same).
-    a = np.abs(w1) / np.abs(w1).sum(axis=0).max()
-    b = np.abs(w2) / np.abs(w2).sum(axis=0).max()
-    expected_1 = a * b.sum(axis=1)[None, :]
-    expected_2 = b * a.sum(axis=0)[:, None]
-    np.testing.assert_allclose(scores["fc/kernel"], 1e-3 * expected_1, rtol=1e-5)
-    np.testing.assert_allclose(scores["out/kernel"], 1e-3 * expected_2, rtol=1e-5)
-    after = kl.core.wrapping.read_weights(model)
-    for key in before:  # signs and scales restored
-        np.testing.assert_array_equal(after[key], before[key])
-
-
 def test_synflow_takes_no_data():
     model = _two_layer(*_setup()[:2])
 
@@ -179,16 +161,6 @@ def test_layer_collapse_is_reported():
     model.get_layer("fc").kernel.assign(np.full((4, 3), 1e-6, "float32"))
     with pytest.warns(UserWarning, match=r"every weight of \['fc/kernel'\].*layer collapse"):
         init_pruning.prune_at_init(model, "magnitude", 0.3, distribution="global")
-
-
-def test_synflow_scores_the_logits_of_a_softmax_output():
-    # sum(softmax) is 1 whatever the weights: on the softmax every score is 0.
-    model = kl.wrap(keras.Sequential([
-        keras.Input((6,)), keras.layers.Dense(8, activation="relu", name="fc"),
-        keras.layers.Dense(3, activation="softmax", name="out")]))
-    scores = scorers.synflow_scores(model)
-    assert all(score.all() for score in scores.values())
-    assert model.get_layer("out").activation is keras.activations.softmax
 
 
 def test_output_units_left_without_weights_are_reported():
