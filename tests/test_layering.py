@@ -49,7 +49,8 @@ def test_keras_internals_are_reached_through_one_module():
     attribute of Keras objects it provides an accessor for."""
     private = ("._layers", "._tracker", "._iterations", "._variables", "._inputs_struct",
                "._keras_history", "._inbound_nodes", "._symbolic_build", "._learning_rate",
-               "._trainable_variables", "._non_trainable_variables", "._flatten_layers")
+               "._trainable_variables", "._non_trainable_variables", "._flatten_layers",
+               "._layout")
     for path in sorted(PACKAGE.rglob("*.py")):
         if path.name == "keras_internals.py":
             continue

@@ -13,6 +13,9 @@ What keras_lottery needs that Keras 3 does not export:
   state (`install_jax_mask_feed`);
 - optimizer slots (`Optimizer._variables`, `_iterations`, `_learning_rate`);
 - `Trainer._symbolic_build`, what `fit` runs before its first step;
+- a variable's sharding layout under `keras.distribution` (`Variable._layout`, which
+  `add_weight` cannot set): the lottery arrays of a weight take its layout
+  (`share_layout`);
 - `MonitorCallback`, the base of Keras' own monitoring callbacks (not exported as
   `keras.callbacks.MonitorCallback` in Keras 3.15), and a `CallbackList` that says which
   callback stopped training.
@@ -583,6 +586,24 @@ def symbolic_build(model, batch):
     model._symbolic_build(data_batch=batch)
     if not model.optimizer.built:
         model.optimizer.build(model.trainable_variables)
+
+
+def share_layout(like, variables):
+    """Gives `variables` the sharding layout `like` has under the active
+    `keras.distribution` (a `LayoutMap` names the weight, not its mask, θ0
+    and θk), and lays their values out by it; a no-op without a layout (no
+    distribution, or a backend that has none).
+
+    Example:
+    >>> w = keras.Variable(np.zeros((2, 2)))
+    >>> share_layout(w, [keras.Variable(np.ones((2, 2)))])
+    """
+    layout = getattr(like, "_layout", None)
+    if layout is None:
+        return
+    for variable in variables:
+        variable._layout = layout
+        variable.assign(variable.value)  # re-placed by the layout
 
 
 def sync_jax_state(model):

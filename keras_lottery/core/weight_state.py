@@ -206,6 +206,11 @@ def attach(owner, variable, snapshots_on_host=False):
     )
     object.__setattr__(state, "target", variable)  # untracked: the owner owns it
     keras_internals.attach_sublayer(owner, _attribute(variable), state)
+    # Under keras.distribution (JAX) each lottery array is laid out like its
+    # weight: a sharded kernel gets a sharded mask, θ0 and θk.
+    keras_internals.share_layout(
+        variable, [state.mask, *(s for s in state.snapshots.values()
+                                 if not isinstance(s, HostSnapshot))])
     value = ops.convert_to_numpy(variable.value)
     for which in SNAPSHOTS:
         state.snapshots[which].assign(value.copy())
