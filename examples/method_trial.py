@@ -207,7 +207,8 @@ def run_trials(flag_values, methods, cell, describe, check=None):
         rate, rounds, imp_round = checked_plan(densities, f.rounds_to_first, "imp" in f.methods)
     except ValueError as error:
         raise app.UsageError(f"--densities={f.densities}: {error}") from None
-    data, started = harness.start(lambda: load_data(f.dataset, f.seed, f.train_examples))
+    data, started = harness.start(lambda: load_data(f.dataset, f.seed, f.train_examples),
+                                  what=f"--dataset={f.dataset}")
     if check is not None:
         check(data)
     import sys

@@ -112,6 +112,21 @@ def mlp(input_dim=12, hidden=(16, 8), outputs=3, name=None):
     return keras.Model(inputs, outputs_, name=name)
 
 
+def two_layer_linear(w1, w2):
+    """A wrapped x -> Dense(w1, linear, no bias) -> Dense(w2, no bias), the
+    network whose scores (SNIP, GraSP, SynFlow) are computed by hand."""
+    import keras_lottery as kl
+
+    model = keras.Sequential([
+        keras.Input((w1.shape[0],)),
+        keras.layers.Dense(w1.shape[1], use_bias=False, name="fc"),
+        keras.layers.Dense(w2.shape[1], use_bias=False, name="out"),
+    ])
+    model.get_layer("fc").kernel.assign(w1)
+    model.get_layer("out").kernel.assign(w2)
+    return kl.wrap(model)
+
+
 def classification_data(n=96, input_dim=12, classes=3, seed=0):
     rng = np.random.default_rng(seed)
     x = rng.normal(size=(n, input_dim)).astype("float32")

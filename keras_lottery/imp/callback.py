@@ -22,10 +22,11 @@ from keras_lottery.backend import keras_internals
 from keras_lottery.core import rewinding
 from keras_lottery.core import wrapping
 from keras_lottery.imp.run import IMPRun
-from keras_lottery.imp.settings import CONTROL_RANDOM_PRUNE
-from keras_lottery.imp.settings import CONTROL_REINIT
+from keras_lottery.imp.settings import CONTROL_RANDOM_PRUNE  # noqa: F401 (re-exported)
+from keras_lottery.imp.settings import CONTROL_REINIT  # noqa: F401 (re-exported)
 from keras_lottery.imp.settings import CONTROLS  # noqa: F401 (re-exported)
 from keras_lottery.imp.settings import IMPSettings
+from keras_lottery.imp.settings import watches_batches
 from keras_lottery.sparsity import vocabulary
 
 UNIFORM = vocabulary.UNIFORM
@@ -293,8 +294,12 @@ class _IterativeMagnitudePruningWithBatchHooks(IterativeMagnitudePruning):
 
 
 def _needs_batch_hooks(args, kwargs):
+    """From the arguments as passed: building `IMPSettings` here too would
+    check them twice and draw a default seed twice."""
     try:
-        return IMPSettings(*args, **{k: v for k, v in kwargs.items() if k in _SETTINGS}
-                           ).needs_batch_hooks
-    except (TypeError, ValueError):
+        bound = inspect.signature(IMPSettings).bind(
+            *args, **{k: v for k, v in kwargs.items() if k in _SETTINGS})
+        return watches_batches(bound.arguments.get("rewind_to"),
+                               bound.arguments.get("round_callbacks"))
+    except (TypeError, AttributeError):
         return False  # __init__ reports the bad arguments

@@ -73,12 +73,11 @@ def check_resume_epoch(settings, state, epoch):
     >>> settings = keras_lottery.imp.settings.IMPSettings(rounds=2, epochs_per_round=1)
     >>> check_resume_epoch(settings, keras_lottery.imp.state.IMPState(), 0)
     """
-    imp = settings
-    expected = imp.total_epochs if state.finished else state.round_start_epoch
+    expected = settings.total_epochs if state.finished else state.round_start_epoch
     if epoch != expected:
         raise ValueError(
             f"fit started at epoch {epoch}, but this IMP run continues at epoch "
-            f"{expected} (round {state.round + 1} of {imp.rounds}). Call "
+            f"{expected} (round {state.round + 1} of {settings.rounds}). Call "
             "fit(..., initial_epoch=imp.initial_epoch). (A BackupAndRestore backup "
             "from the middle of a round cannot resume IMP: IMP resumes at round "
             "boundaries from its own checkpoint_dir.)"

@@ -141,12 +141,24 @@ class IMPSettings:
 
     @property
     def needs_batch_hooks(self):
-        """Whether the run watches batches: θk at an iteration, or round
-        callbacks with batch hooks (Keras dispatches batch hooks
-        asynchronously only when no callback overrides them)."""
-        if isinstance(self.rewind_to, numbers.Integral):
-            return True
-        return any(not keras_internals.is_default(hook)
-                   for callback in self.round_callbacks
-                   for hook in (callback.on_train_batch_begin, callback.on_train_batch_end,
-                                callback.on_batch_end))
+        """Whether the run watches batches (see `watches_batches`)."""
+        return watches_batches(self.rewind_to, self.round_callbacks)
+
+
+def watches_batches(rewind_to, round_callbacks):
+    """Whether a run with these `rewind_to` and `round_callbacks` (checked
+    or as passed) watches batches: θk at an iteration k > 0, or round
+    callbacks with batch hooks (Keras dispatches batch hooks asynchronously
+    only when no callback overrides them).
+
+    Example:
+    >>> watches_batches(500, None), watches_batches("init", [keras.callbacks.EarlyStopping()])
+    (True, False)
+    """
+    if (isinstance(rewind_to, numbers.Integral) and not isinstance(rewind_to, bool)
+            and rewind_to > 0):
+        return True
+    return any(not keras_internals.is_default(hook)
+               for callback in round_callbacks or ()
+               for hook in (callback.on_train_batch_begin, callback.on_train_batch_end,
+                            callback.on_batch_end))

@@ -46,6 +46,19 @@ class KernelLayout:
         return np.transpose(shaped, np.argsort(order))
 
 
+def is_dense_kernel(weight):
+    """Whether a `PrunableWeight` is the kernel of a Dense or EinsumDense
+    layer (what the one-shot methods and the calibration scorers read).
+
+    Example:
+    >>> model = keras_lottery.wrap(keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)]))
+    >>> [is_dense_kernel(p) for p in keras_lottery.prunable_weights(model)]
+    [True]
+    """
+    return weight.key.endswith("kernel") and isinstance(
+        weight.owner, (keras.layers.Dense, keras.layers.EinsumDense))
+
+
 def kernel_layout(layer, shape):
     """How a Dense or EinsumDense kernel of `shape` reads as an [input
     features, output features] matrix (`to_matrix` / `from_matrix`), or None

@@ -38,7 +38,6 @@ import dataclasses
 import time
 import warnings
 
-import keras
 import numpy as np
 
 from keras_lottery.core import wrapping
@@ -159,7 +158,7 @@ def _prune_kernel(scorer, context, key, layout, kernel, h, density, group):
     """`(mask, new kernel)` of one [inputs, outputs] kernel."""
     if isinstance(scorer, scorers.SparseGPT):
         return scorer.prune_layer(kernel, h, density, group)
-    if isinstance(scorer, scorers._CalibrationScorer):
+    if isinstance(scorer, scorers.CalibrationScorer):
         if h is None:
             raise ValueError(f"scorer={scorer.name!r} needs calibration_data (batches of "
                              "model inputs).")
@@ -171,27 +170,23 @@ def _prune_kernel(scorer, context, key, layout, kernel, h, density, group):
 
 
 def _targets(model, exclude):
+    prunables = wrapping.prunable_weights(model)
+    excluded = vocabulary.excluded_keys(exclude, [w.key for w in prunables])
     found, refused = [], {}
-    for weight in wrapping.prunable_weights(model):
-        if not weight.key.endswith("kernel"):
-            continue
-        if not isinstance(weight.owner, (keras.layers.Dense, keras.layers.EinsumDense)):
+    for weight in prunables:
+        if weight.key in excluded or not layer_inputs.is_dense_kernel(weight):
             continue
         layout = layer_inputs.kernel_layout(weight.owner, tuple(weight.variable.shape))
         if layout is None:
             refused[weight.key] = getattr(weight.owner, "equation", "?")
             continue
         found.append((weight, layout))
-    every = [w.key for w in wrapping.prunable_weights(model)]
-    excluded = vocabulary.excluded_keys(exclude, every)
-    found = [(w, layout) for w, layout in found if w.key not in excluded]
     if not found:
         raise ValueError(f"prune_one_shot: model '{model.name}' has no Dense/EinsumDense "
                          "kernel to prune (wrap it with keras_lottery.wrap first).")
     chosen = {w.key for w, _ in found}
     left = [f"{w.key} ({type(w.owner).__name__})"
-            for w in wrapping.prunable_weights(model)
-            if w.key not in chosen and w.key not in excluded]
+            for w in prunables if w.key not in chosen and w.key not in excluded]
     if left:
         reasons = {k: f"equation {v!r}" for k, v in refused.items()}
         warnings.warn(

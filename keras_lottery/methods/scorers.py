@@ -42,6 +42,7 @@ from keras_lottery.methods import layer_inputs
 from keras_lottery.methods import loss_gradients
 from keras_lottery.methods import sparsegpt
 from keras_lottery.methods import synflow
+from keras_lottery.sparsity import decision
 
 _REGISTRY = {}
 
@@ -183,8 +184,7 @@ class ScoringContext:
         or ValueError naming the key and `scorer`."""
         weight = self.prunables[key]
         layout = None
-        if key.endswith("kernel") and isinstance(
-                weight.owner, (keras.layers.Dense, keras.layers.EinsumDense)):
+        if layer_inputs.is_dense_kernel(weight):
             layout = layer_inputs.kernel_layout(weight.owner, tuple(weight.variable.shape))
         if layout is None:
             raise ValueError(
@@ -240,7 +240,7 @@ class Magnitude(Scorer):
     """
 
     def scores(self, context):
-        return {key: np.abs(np.asarray(w, np.float32)) for key, w in context.weights.items()}
+        return decision.magnitude_scores(context.weights)
 
 
 @register_scorer("random")
@@ -261,9 +261,8 @@ class Random(Scorer):
         self.seed = seed
 
     def scores(self, context):
-        rng = np.random.default_rng(context.seed if self.seed is None else self.seed)
-        return {key: rng.random(np.shape(context.masks[key]), dtype=np.float32)
-                for key in context.keys}
+        return decision.random_scores({key: context.masks[key] for key in context.keys},
+                                      context.seed if self.seed is None else self.seed)
 
 
 class _LossScorer(Scorer):
@@ -345,8 +344,15 @@ class Synflow(Scorer):
         return {key: scores[key] for key in context.keys}
 
 
-class _CalibrationScorer(Scorer):
-    """A scorer of Dense/EinsumDense kernels by their layer's inputs."""
+class CalibrationScorer(Scorer):
+    """Base of the scorers of Dense/EinsumDense kernels by their layer's
+    inputs: subclasses implement `matrix_scores(kernel, gram)`, which
+    `prune_one_shot` calls layer by layer on the model pruned so far.
+
+    Example:
+    >>> isinstance(Wanda(calibration_data=[np.ones((2, 3))]), CalibrationScorer)
+    True
+    """
 
     def __init__(self, calibration_data):
         self.calibration_data = calibration_data
@@ -376,7 +382,7 @@ class _CalibrationScorer(Scorer):
 
 
 @register_scorer("wanda")
-class Wanda(_CalibrationScorer):
+class Wanda(CalibrationScorer):
     """Wanda (Sun et al. 2023): |θᵢⱼ| · ‖Xᵢ‖, the norm of input feature i over
     every calibration token.
 
@@ -396,7 +402,7 @@ class Wanda(_CalibrationScorer):
 
 
 @register_scorer("sparsegpt")
-class SparseGPT(_CalibrationScorer):
+class SparseGPT(CalibrationScorer):
     """SparseGPT (Frantar & Alistarh 2023): the Optimal-Brain-Surgeon
     saliency θ² / [U]ᵢᵢ², U the upper Cholesky factor of (H + λI)⁻¹, H = XᵀX,
     λ = `damping` · mean diag H. `prune_layer` is the method itself: the

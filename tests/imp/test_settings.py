@@ -6,6 +6,7 @@ import inspect
 import json
 
 import keras
+import numpy as np
 import pytest
 
 import keras_lottery as kl
@@ -61,3 +62,13 @@ def test_batch_hooks_only_when_the_run_watches_batches(kwargs, needs):
     imp = kl.IterativeMagnitudePruning(rounds=2, epochs_per_round=1, **kwargs)
     overrides = type(imp).on_train_batch_end is not keras.callbacks.Callback.on_train_batch_end
     assert overrides is needs
+
+
+def test_a_default_seed_is_drawn_once_from_numpys_generator():
+    """The seed is NumPy's next draw (`keras.utils.set_random_seed` fixes it),
+    whichever callback class the arguments select: choosing it draws none."""
+    for kwargs in ({}, {"rewind_to": 5}):
+        np.random.seed(0)
+        expected = np.random.randint(0, 2**31 - 1)
+        np.random.seed(0)
+        assert kl.IterativeMagnitudePruning(rounds=2, epochs_per_round=1, **kwargs).settings.seed == expected

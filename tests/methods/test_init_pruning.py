@@ -11,18 +11,7 @@ import keras_lottery as kl
 from keras_lottery.methods import init_pruning
 from keras_lottery.methods import scorers
 from keras_lottery.sparsity import masks as masks_lib
-
-
-def _two_layer(w1, w2):
-    """x -> Dense(w1, linear, no bias) -> Dense(w2, no bias)."""
-    model = keras.Sequential([
-        keras.Input((w1.shape[0],)),
-        keras.layers.Dense(w1.shape[1], use_bias=False, name="fc"),
-        keras.layers.Dense(w2.shape[1], use_bias=False, name="out"),
-    ])
-    model.get_layer("fc").kernel.assign(w1)
-    model.get_layer("out").kernel.assign(w2)
-    return kl.wrap(model)
+from conftest import two_layer_linear
 
 
 def _setup(seed=0):
@@ -46,7 +35,7 @@ def _grads(w1, w2, x, y):
 
 def test_snip_is_abs_gradient_times_weight():
     w1, w2, x, y = _setup()
-    model = _two_layer(w1, w2)
+    model = two_layer_linear(w1, w2)
     scores = scorers.Snip((x, y), loss=_mse).scores(scorers.ScoringContext(model))
     g1, g2 = _grads(w1, w2, x, y)
     np.testing.assert_allclose(scores["fc/kernel"], np.abs(g1 * w1), rtol=1e-4, atol=1e-6)
@@ -55,7 +44,7 @@ def test_snip_is_abs_gradient_times_weight():
 
 def test_grasp_is_weight_times_hessian_gradient_product():
     w1, w2, x, y = _setup()
-    model = _two_layer(w1, w2)
+    model = two_layer_linear(w1, w2)
     scores = scorers.Grasp((x, y), loss=_mse).scores(scorers.ScoringContext(model))
     # Hg by central differences of the hand-computed gradient, in float64.
     g1, g2 = (g.astype(np.float64) for g in _grads(w1, w2, x, y))
@@ -69,7 +58,7 @@ def test_grasp_is_weight_times_hessian_gradient_product():
 
 
 def test_synflow_takes_no_data():
-    model = _two_layer(*_setup()[:2])
+    model = two_layer_linear(*_setup()[:2])
 
     class Untouchable:
         def __iter__(self):
@@ -100,16 +89,16 @@ def test_every_method_reaches_the_density_and_its_masks_hold_in_training(method,
 
 def test_ablations_keep_counts_per_layer():
     w1, w2, x, y = _setup()
-    plain = init_pruning.prune_at_init(_two_layer(w1, w2), "snip", 0.5, data=(x, y), loss=_mse)
-    shuffled = init_pruning.prune_at_init(_two_layer(w1, w2), "snip", 0.5, data=(x, y),
+    plain = init_pruning.prune_at_init(two_layer_linear(w1, w2), "snip", 0.5, data=(x, y), loss=_mse)
+    shuffled = init_pruning.prune_at_init(two_layer_linear(w1, w2), "snip", 0.5, data=(x, y),
                                           loss=_mse, ablation="shuffle", seed=3)
-    inverted = init_pruning.prune_at_init(_two_layer(w1, w2), "snip", 0.5, data=(x, y),
+    inverted = init_pruning.prune_at_init(two_layer_linear(w1, w2), "snip", 0.5, data=(x, y),
                                           loss=_mse, ablation="invert")
     for key in plain:
         assert shuffled[key].sum() == plain[key].sum() == inverted[key].sum()
         assert not (inverted[key] & plain[key]).any()  # the other half exactly
     assert any((shuffled[k] != plain[k]).any() for k in plain)
-    model = _two_layer(w1, w2)
+    model = two_layer_linear(w1, w2)
     reinit = init_pruning.prune_at_init(model, "magnitude", 0.5, ablation="reinit", seed=4)
     weights = kl.core.wrapping.read_weights(model)
     kept = np.abs(w1)[reinit["fc/kernel"]]
@@ -117,7 +106,7 @@ def test_ablations_keep_counts_per_layer():
 
 
 def test_bad_arguments_are_refused():
-    model = _two_layer(*_setup()[:2])
+    model = two_layer_linear(*_setup()[:2])
     with pytest.raises(ValueError, match="scorer must be one of"):
         init_pruning.prune_at_init(model, "lottery", 0.5)
     with pytest.raises(ValueError, match="needs data"):
@@ -157,7 +146,7 @@ def test_synflow_does_not_collapse_a_deep_net_with_bounded_activations():
 
 
 def test_layer_collapse_is_reported():
-    model = _two_layer(*_setup()[:2])
+    model = two_layer_linear(*_setup()[:2])
     model.get_layer("fc").kernel.assign(np.full((4, 3), 1e-6, "float32"))
     with pytest.warns(UserWarning, match=r"every weight of \['fc/kernel'\].*layer collapse"):
         init_pruning.prune_at_init(model, "magnitude", 0.3, distribution="global")
@@ -167,14 +156,14 @@ def test_output_units_left_without_weights_are_reported():
     w1, w2, x, y = _setup()
     w2 = w2.copy()
     w2[:, 1] = 1e-6  # magnitude pruning empties the second output unit
-    model = _two_layer(w1, w2)
+    model = two_layer_linear(w1, w2)
     with pytest.warns(UserWarning, match=r"1 of 2 output units of 'out/kernel'.*\[1\]"):
         init_pruning.prune_at_init(model, "magnitude", 0.5)
 
 
 def test_temperature_divides_the_outputs_before_the_loss():
     w1, w2, x, y = _setup()
-    model = _two_layer(w1, w2)
+    model = two_layer_linear(w1, w2)
     scorer = scorers.Snip((x, y), loss=_mse, temperature=4.0)
     scores = scorer.scores(scorers.ScoringContext(model))
     # The output divided by 4 is the network with w2 / 4.

@@ -6,18 +6,7 @@ import numpy as np
 
 import keras_lottery as kl
 from keras_lottery.methods import synflow
-
-
-def _two_layer(w1, w2):
-    """x -> Dense(w1, linear, no bias) -> Dense(w2, no bias)."""
-    model = keras.Sequential([
-        keras.Input((w1.shape[0],)),
-        keras.layers.Dense(w1.shape[1], use_bias=False, name="fc"),
-        keras.layers.Dense(w2.shape[1], use_bias=False, name="out"),
-    ])
-    model.get_layer("fc").kernel.assign(w1)
-    model.get_layer("out").kernel.assign(w2)
-    return kl.wrap(model)
+from conftest import two_layer_linear
 
 
 def _setup(seed=0):
@@ -27,7 +16,7 @@ def _setup(seed=0):
 
 def test_synflow_is_data_free_and_matches_the_path_count():
     w1, w2 = _setup()
-    model = _two_layer(w1, w2)
+    model = two_layer_linear(w1, w2)
     before = kl.core.wrapping.read_weights(model)
     scores = synflow.scores(model)
     # R = 1^T |w1| |w2| 1 (each layer scaled by its largest column sum, the
