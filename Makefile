@@ -45,7 +45,7 @@ CORE_TESTS := tests/core/test_wrapper.py tests/core/test_wrapping.py tests/core/
 	tests/methods/test_one_shot.py tests/methods/test_dynamic_sparse.py tests/backend/test_compiled.py \
 	tests/methods/test_scorers.py tests/methods/test_loss_gradients.py tests/methods/test_layer_inputs.py \
 	tests/imp/test_run.py tests/imp/test_settings.py tests/methods/test_synflow.py \
-	tests/test_entry_points.py
+	tests/test_entry_points.py tests/backend/test_processes.py
 PYTEST := $(PY) -m pytest -q -n 2 --dist worksteal
 
 test: $(STAMP)

@@ -11,6 +11,7 @@ results.
 
 import contextlib
 import json
+import math
 import os
 
 from absl import logging
@@ -71,11 +72,12 @@ class TestMetrics:
         return _TestMetrics()
 
 
-def pipeline(x, y, batch_size, seed=None, augment=None, repeat=False):
-    """tf.data pipeline: shuffled, repeated, augmented, batched, prefetched."""
+def pipeline(x, y, batch_size, seed=None, augment=None, repeat=False, weights=None):
+    """tf.data pipeline: shuffled, repeated, augmented, batched, prefetched
+    (with per-example `weights`, a third element)."""
     import tensorflow as tf
 
-    ds = tf.data.Dataset.from_tensor_slices((x, y))
+    ds = tf.data.Dataset.from_tensor_slices((x, y) if weights is None else (x, y, weights))
     if repeat:
         ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True).repeat()
         if augment is not None:
@@ -108,7 +110,7 @@ def run_arm(config, directory, spec, data, trial, arm, runtime, ticket=None):
         model.compile(
             spec["make_optimizer"](config.iterations),
             keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-            metrics=["accuracy"],
+            **runtime.metrics(["accuracy"]),
             steps_per_execution=config.steps_per_execution,
             jit_compile=config.jit_compile,
         )
@@ -144,21 +146,23 @@ def run_arm(config, directory, spec, data, trial, arm, runtime, ticket=None):
         raise app.UsageError(str(error)) from None
     initial_epoch = imp.initial_epoch
     test_metrics = TestMetrics.make(
-        pipeline(xt, yt, 1000),
+        runtime.held_out(xt, yt, 1000, "test"),
         directory.file(f"trial{trial}", f"{arm}_curve.json"),
         initial_epoch,
         write=writes,
-        evaluate=runtime.evaluate,
+        evaluate=lambda model, data: runtime.evaluate(model, data, "test"),
         initial_curve=ticket["curve"][: config.epochs_per_round] if control else None,
         every=config.test_every_epochs,
         epochs_per_round=config.epochs_per_round,
     )
-    callbacks = [test_metrics, imp]
+    val_data = runtime.held_out(xv, yv, 1000, "val")
+    callbacks = [*runtime.loss_corrections(), test_metrics, imp]
     if flags["tensorboard"] and writes:
         callbacks.append(keras.callbacks.TensorBoard(
             os.path.join(directory.path, "tensorboard", f"trial{trial}_{arm}")))
     print(f"trial {trial} {arm}: {flags['rounds']} rounds x {config.iterations} iterations",
           flush=True)
+    runtime.check_batch_size(flags["batch_size"])
     train_data = pipeline(x, y, flags["batch_size"], seed=seed, augment=spec.get("augment"),
                           repeat=True)
     if initial_epoch:
@@ -166,13 +170,14 @@ def run_arm(config, directory, spec, data, trial, arm, runtime, ticket=None):
         # arm (or a control starting at the ticket's round 1) sees the same
         # data order.
         train_data = train_data.skip(initial_epoch * config.steps_per_epoch)
+    build_for_fit(model, train_data)
     runtime.fit(
         model,
         train_data,
         steps_per_epoch=config.steps_per_epoch,
         epochs=imp.total_epochs,
         initial_epoch=initial_epoch,
-        validation_data=pipeline(xv, yv, 1000),
+        validation_data=val_data,
         callbacks=callbacks,
     )
     result = {"rows": [_row(trial, arm, r) for r in imp.results], "curve": test_metrics.curve}
@@ -184,12 +189,31 @@ def run_arm(config, directory, spec, data, trial, arm, runtime, ticket=None):
     if not writes:
         return result
     if arm == "ticket":
+        from keras_lottery.backend import processes
+
         kl.save_ticket(model, directory.file(f"ticket_trial{trial}.npz"), imp=imp)
-        model.save(directory.file(f"trial{trial}", "model.keras"))
-        if flags["export"] and trial == flags["trials"] - 1:
-            export(model, directory, xt)
+        with processes.local_only():  # the chief alone: no collective
+            model.save(directory.file(f"trial{trial}", "model.keras"))
+            if flags["export"] and trial == flags["trials"] - 1:
+                export(model, directory, xt)
     directory.write_json(directory.arm_file(trial, arm), {k: v for k, v in result.items() if k != "masks"})
     return result
+
+
+def build_for_fit(model, dataset):
+    """On JAX, builds what `fit` needs (model, compiled loss and metrics,
+    optimizer) from `dataset`'s element spec, so that `fit` draws no batch of
+    its own. Otherwise Keras' JAX `fit` draws one to build while its prefetch
+    thread reads ahead, then starts the data again: how far the thread got
+    varied from run to run, and with it a control arm's batch order (1 run in
+    10 on 2 cores). TensorFlow's `fit` is left as it was (its order is
+    deterministic, and every recorded run depends on it)."""
+    import keras
+
+    if keras.backend.backend() == "jax":
+        from keras_lottery.backend import keras_internals
+
+        keras_internals.symbolic_build(model, dataset.element_spec)
 
 
 def ticket_masks(directory, trial, rounds):
@@ -227,17 +251,24 @@ def _row(trial, arm, result):
 
 
 class Runtime:
-    """Where arms train: one process (`model.fit`), MirroredStrategy, or
-    MultiWorkerMirroredStrategy (`keras_lottery.imp.multi_worker.fit`)."""
+    """Where arms train: one process (`model.fit`), MirroredStrategy,
+    MultiWorkerMirroredStrategy (`keras_lottery.imp.multi_worker.fit`), or
+    `keras.distribution.DataParallel` over every device of every JAX process
+    (`model.fit`; several processes when `KERAS_DISTRIBUTION_*` is set)."""
 
     def __init__(self, distribute):
         self.distribute = distribute
         self._strategy = None
+        self._loss_factors = {}
 
     def start(self):
-        """Creates the strategy (before any other TensorFlow op)."""
+        """Creates the strategy or distribution (before any other TensorFlow
+        op or JAX computation)."""
         logging.set_verbosity(logging.WARNING)  # TF's INFO lines drown the table
         if self.distribute == "none":
+            return
+        if self.distribute == "data_parallel":
+            self._start_data_parallel()
             return
         import tensorflow as tf
 
@@ -246,11 +277,32 @@ class Runtime:
         else:
             self._strategy = tf.distribute.MultiWorkerMirroredStrategy()
 
+    @staticmethod
+    def _start_data_parallel():
+        import keras
+        from absl import app
+
+        if keras.backend.backend() != "jax":
+            raise app.UsageError(
+                f"--distribute=data_parallel runs keras.distribution on the JAX backend; "
+                f"KERAS_BACKEND is {keras.backend.backend()!r}. Set KERAS_BACKEND=jax "
+                "(or use --distribute=mirrored on TensorFlow).")
+        from keras import distribution
+
+        if os.environ.get("KERAS_DISTRIBUTION_NUM_PROCESSES", "1") != "1":
+            distribution.initialize()  # reads KERAS_DISTRIBUTION_JOB_ADDRESSES, ..._PROCESS_ID
+        # Global, not a scope: fit reads it to split each batch over processes.
+        distribution.set_distribution(distribution.DataParallel(devices=distribution.list_devices()))
+
     def scope(self):
         return self._strategy.scope() if self._strategy is not None else contextlib.nullcontext()
 
     @property
     def chief(self):
+        if self.distribute == "data_parallel":
+            from keras_lottery.backend import processes
+
+            return processes.is_writer()
         if self.distribute != "multiworker":
             return True
         from keras_lottery.imp import multi_worker
@@ -265,9 +317,75 @@ class Runtime:
         else:
             model.fit(data, shuffle=False, verbose=0, **kwargs)  # the pipeline shuffles
 
-    def evaluate(self, model, data):
+    def evaluate(self, model, data, split=None):
         if self.distribute == "multiworker":
             from keras_lottery.imp import multi_worker
 
             return multi_worker.evaluate(model, data)
-        return model.evaluate(data, verbose=0, return_dict=True)
+        metrics = model.evaluate(data, verbose=0, return_dict=True)
+        if split in self._loss_factors:
+            metrics["loss"] *= self._loss_factors[split]
+        return metrics
+
+    def held_out(self, x, y, batch_size, split):
+        """The pipeline of a held-out split (`split`: "val" or "test").
+
+        keras.distribution splits every batch evenly over the devices and
+        processes, so under data_parallel the batch size is rounded down to a
+        multiple of the device count and the split padded to a whole number
+        of batches with examples of weight 0: accuracy is exact; Keras' loss divides by the padded count,
+        a constant factor for the split that `loss_corrections` (val_loss)
+        and `evaluate` (test loss) take back out."""
+        devices = self._devices()
+        if devices == 1:
+            return pipeline(x, y, batch_size)
+        import numpy as np
+
+        # Every batch full: Keras gives each process whole slices of a batch,
+        # so a short last batch would leave a process without one.
+        batch_size = min(batch_size, len(x) + -len(x) % devices)
+        batch_size = max(devices, batch_size - batch_size % devices)
+        pad = -len(x) % batch_size
+        weights = np.concatenate([np.ones(len(x), "float32"), np.zeros(pad, "float32")])
+        if pad:
+            x = np.concatenate([x, np.repeat(x[:1], pad, axis=0)])
+            y = np.concatenate([y, np.repeat(y[:1], pad, axis=0)])
+            self._loss_factors[split] = len(x) / (len(x) - pad)
+        return pipeline(x, y, batch_size, weights=weights)
+
+    def loss_corrections(self):
+        """Callbacks (first in the list) that make the logged val_loss the
+        mean over the real validation examples (see `held_out`)."""
+        factor = self._loss_factors.get("val")
+        if factor is None:
+            return []
+        import keras
+
+        def correct(epoch, logs):
+            if logs and "val_loss" in logs:
+                logs["val_loss"] *= factor
+
+        return [keras.callbacks.LambdaCallback(on_epoch_end=correct)]
+
+    def _devices(self):
+        if self.distribute != "data_parallel":
+            return 1
+        import keras
+
+        return math.prod(keras.distribution.distribution().device_mesh.shape)
+
+    def metrics(self, names):
+        """`compile` arguments for `names`: weighted under data_parallel, so
+        that the padding of `held_out` (weight 0) does not count."""
+        return {"weighted_metrics" if self._devices() > 1 else "metrics": names}
+
+    def check_batch_size(self, batch_size):
+        """Raises a flag error unless `batch_size` splits evenly over the
+        devices (keras.distribution requires it of every training batch)."""
+        devices = self._devices()
+        if batch_size % devices:
+            from absl import app
+
+            raise app.UsageError(
+                f"--batch_size={batch_size} does not split over the {devices} devices of "
+                f"--distribute=data_parallel; use a multiple of {devices}.")

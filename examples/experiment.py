@@ -10,8 +10,12 @@ in `results`, its figures in `plotting`.
 `tf.distribute.MirroredStrategy` (all local GPUs, or CPU);
 `--distribute=multiworker` runs the same command on every host, each with its
 `TF_CONFIG`, under `MultiWorkerMirroredStrategy` with
-`keras_lottery.imp.multi_worker.fit`. Only the chief writes files; `--output_dir`
-must be a directory all workers share for resuming (docs/DISTRIBUTED.md).
+`keras_lottery.imp.multi_worker.fit`. `--distribute=data_parallel` (JAX backend)
+trains with `model.fit` under `keras.distribution.DataParallel` over every
+device, and over several processes when `KERAS_DISTRIBUTION_NUM_PROCESSES`,
+`KERAS_DISTRIBUTION_PROCESS_ID` and `KERAS_DISTRIBUTION_JOB_ADDRESSES` are set.
+Only the chief (process 0) writes files; `--output_dir` must be a directory all
+workers share for resuming (docs/DISTRIBUTED.md).
 
 Flags are parsed and checked before Keras or TensorFlow is imported, so
 `--help` and flag errors answer at once.
@@ -58,9 +62,11 @@ def define_flags(**defaults):
         "jit_compile", None,
         "Compile the train step with XLA. Default: on without --distribute (Keras "
         "leaves it off on CPU-only machines; it is faster here, see docs/BENCHMARKS.md).")
-    flags.DEFINE_enum("distribute", "none", ["none", "mirrored", "multiworker"],
-                      "tf.distribute strategy: none, mirrored (one host, all its GPUs) or "
-                      "multiworker (one process per host, TF_CONFIG set; see docs/DISTRIBUTED.md).")
+    flags.DEFINE_enum("distribute", "none", ["none", "mirrored", "multiworker", "data_parallel"],
+                      "none; tf.distribute: mirrored (one host, all its GPUs) or multiworker (one "
+                      "process per host, TF_CONFIG set); data_parallel: keras.distribution on JAX, "
+                      "every device of every process (KERAS_DISTRIBUTION_* set for several); "
+                      "see docs/DISTRIBUTED.md.")
     flags.DEFINE_bool("export", True, "Export the last ticket (SavedModel + .tflite).")
     flags.DEFINE_bool("tensorboard", True, "Write TensorBoard logs.")
 

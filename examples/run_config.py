@@ -146,7 +146,9 @@ class RunConfig:
         problem = flag_problem(flags)
         if problem:
             raise app.UsageError(problem)
-        distributed = flags["distribute"] != "none"
+        # tf.distribute strategies (keras-team/keras#19246); keras.distribution
+        # on JAX keeps the fast defaults.
+        distributed = flags["distribute"] in ("mirrored", "multiworker")
         iterations = flags["iterations"]
         if flags["epochs_per_round"] is not None:
             iterations = max(1, round(flags["epochs_per_round"] * train_size / flags["batch_size"]))
@@ -184,7 +186,7 @@ def flag_problem(flags):
     unknown = sorted(set(flags["controls"]) - set(ARMS[1:]))
     if unknown:
         return f"--controls accepts reinit and random_prune; got {unknown}."
-    if flags["distribute"] != "none" and (
+    if flags["distribute"] in ("mirrored", "multiworker") and (
         (flags["steps_per_execution"] or 1) > 1 or flags["jit_compile"]
     ):
         return (

@@ -122,3 +122,28 @@ def test_iterative_scorers_harness_produces_every_row_and_its_table(tmp_path):
     # Same θ0, data order and targets: every scorer reaches the same density.
     assert len({round(s["density"], 4) for s in round1.values()}) == 1
     assert "| round | % weights | magnitude | snip | synflow |" in result.stdout
+
+
+def test_sharded_state_harness_measures_every_mesh(tmp_path):
+    pytest.importorskip("jax")
+    out = tmp_path / "sharded_state.json"
+    result = script_runner.run_script(
+        os.path.join(ROOT, "benchmarks", "sharded_state.py"),
+        ["--devices=1,2", "--hidden=16", "--rounds=2", f"--output={out}"],
+        env={**os.environ, "PYTHONPATH": ROOT}, cwd=ROOT,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    data = json.loads(out.read_text())
+    assert [(row["devices"], row["layouts_shared"]) for row in data["rows"]] == [
+        (1, True), (2, True), (2, False)]
+    assert data["same_counts_on_every_mesh"]
+    one, two, before = data["rows"]
+    # the baseline: Keras' default layout replicates the state on each device
+    assert before["lottery_bytes_per_device_max"] == before["lottery_bytes_unsharded"]
+    assert not before["specs_follow_weights"]
+    assert one["lottery_bytes_unsharded"] == two["lottery_bytes_unsharded"]
+    assert one["lottery_bytes_per_device_max"] == one["lottery_bytes_unsharded"]
+    # fc1 and fc2 split in two, the 16x10 output layer's state whole on each
+    assert two["lottery_bytes_per_device_max"] < 0.7 * one["lottery_bytes_unsharded"]
+    assert one["specs_follow_weights"] and two["specs_follow_weights"]
+    assert "| devices |" in result.stdout

@@ -212,6 +212,97 @@ def test_lenet_multiworker_two_processes(tmp_path):
         assert row["test_accuracy_end"] == pytest.approx(ref["test_accuracy_end"], abs=0.006)
 
 
+_ITERATORS_JOB = r"""
+import sys
+import numpy as np, keras, tensorflow as tf
+from examples import arms
+made = []
+def examples():
+    made.append(1)  # tf.data calls it once per iterator
+    rng = np.random.default_rng(0)
+    while True:
+        yield rng.normal(size=(4,)).astype("float32"), np.int32(0)
+spec = (tf.TensorSpec((4,), tf.float32), tf.TensorSpec((), tf.int32))
+data = tf.data.Dataset.from_generator(examples, output_signature=spec).batch(8)
+model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+              metrics=["accuracy"])
+if sys.argv[-1] == "build":
+    arms.build_for_fit(model, data)
+model.fit(data, steps_per_epoch=3, epochs=2, verbose=0)
+print("ITERATORS", len(made))
+"""
+
+
+@pytest.mark.parametrize("build, iterators", [("build", 1), ("no", 2)])
+def test_on_jax_fit_reads_the_data_once_after_build_for_fit(tmp_path, build, iterators):
+    """Keras' JAX fit draws a batch to build an unbuilt model and starts the
+    data again (a second iterator; with a reading-ahead thread, the cause of
+    control arms' batch orders varying between runs). After
+    `arms.build_for_fit` it reads one iterator."""
+    pytest.importorskip("jax")
+    env = {**os.environ, "KERAS_BACKEND": "jax", "PYTHONPATH": str(ROOT)}
+    result = script_runner.run_code(_ITERATORS_JOB, tmp_path, argv=[build], env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"ITERATORS {iterators}" in result.stdout
+
+
+def test_lenet_data_parallel_on_jax_devices_and_processes(tmp_path):
+    """`--distribute=data_parallel` (keras.distribution on JAX) on 2 devices
+    of one process and on 2 processes: the rows of a one-device run, exactly
+    (the held-out sets of 128 and 257 examples are padded with weight 0)."""
+    import socket
+    import subprocess
+    import sys
+
+    pytest.importorskip("jax")
+    flags = ["--rounds=3", "--iterations=60", "--eval_every=20", "--trials=1",
+             "--export=false", "--tensorboard=false"]
+    base = {**os.environ, "PYTHONPATH": str(ROOT), "KERAS_BACKEND": "jax", "XLA_FLAGS": ""}
+    single = script_runner.run_script(ROOT / "examples" / "lenet.py",
+                                      [*flags, f"--output_dir={tmp_path / 'single'}"],
+                                      env=base, cwd=ROOT)
+    assert single.returncode == 0, single.stderr[-3000:]
+    devices = script_runner.run_script(
+        ROOT / "examples" / "lenet.py",
+        [*flags, "--distribute=data_parallel", f"--output_dir={tmp_path / 'devices'}"],
+        env={**base, "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}, cwd=ROOT)
+    assert devices.returncode == 0, devices.stderr[-3000:]
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    processes = []
+    try:
+        for index in range(2):
+            env = {**base, "KERAS_DISTRIBUTION_NUM_PROCESSES": "2",
+                   "KERAS_DISTRIBUTION_PROCESS_ID": str(index),
+                   "KERAS_DISTRIBUTION_JOB_ADDRESSES": f"127.0.0.1:{port}"}
+            with open(tmp_path / f"process{index}.log", "w") as log:
+                processes.append(subprocess.Popen(
+                    [sys.executable, "-m", "examples.lenet", *flags, "--distribute=data_parallel",
+                     f"--output_dir={tmp_path / 'processes'}"],
+                    cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT))
+        for process in processes:
+            process.wait(timeout=600)
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+    logs = [(tmp_path / f"process{i}.log").read_text() for i in range(2)]
+    assert [p.returncode for p in processes] == [0, 0], [log[-3000:] for log in logs]
+    assert "the chief writes the results" in logs[1]
+    expected = json.loads((tmp_path / "single" / "results.json").read_text())
+    assert len(expected) == 9
+    for name in ("devices", "processes"):
+        rows = json.loads((tmp_path / name / "results.json").read_text())
+        assert len(rows) == len(expected), name
+        for row, ref in zip(rows, expected):
+            for key in ("arm", "round", "density", "early_stop_iteration",
+                        "test_accuracy_end", "test_accuracy_early_stop"):
+                assert row[key] == ref[key], (name, key, row, ref)
+            assert row["best_val_loss"] == pytest.approx(ref["best_val_loss"], abs=1e-5)
+
+
 @pytest.mark.parametrize(
     "args, message",
     [
@@ -226,6 +317,7 @@ def test_lenet_multiworker_two_processes(tmp_path):
         (["--distribute=mirrored", "--steps_per_execution=4"], "steps_per_execution"),
         (["--distribute=multiworker", "--steps_per_execution=4"], "steps_per_execution"),
         (["--dataset=imagenet"], "Unknown dataset"),
+        (["--distribute=data_parallel"], "Set KERAS_BACKEND=jax"),
     ],
 )
 def test_lenet_rejects_bad_flags(tmp_path, args, message):

@@ -29,6 +29,7 @@ import numpy as np
 from keras import ops
 
 from keras_lottery.backend import keras_internals
+from keras_lottery.backend import processes
 from keras_lottery.core.mask_constraint import MaskConstraint
 
 INIT = "init"
@@ -192,6 +193,7 @@ def attach(owner, variable, snapshots_on_host=False):
     >>> type(dense.kernel.constraint).__name__, state_of(dense, dense.kernel) is state
     ('MaskConstraint', True)
     """
+    processes.require_addressable(variable)
     if state_of(owner, variable) is not None:
         raise ValueError(
             f"'{variable.path}' is already prunable (it has lottery state); "

@@ -23,10 +23,12 @@ prunable weights have the same names and shapes in the same order.
 
 import dataclasses
 import json
+import time
 import warnings
 
 import numpy as np
 
+from keras_lottery.backend import processes
 from keras_lottery.files import file_io
 from keras_lottery.sparsity import masks as masks_lib
 from keras_lottery.core import wrapping
@@ -88,7 +90,9 @@ def save_ticket(model, path, imp=None):
             (so a retrain starts exactly where the round started).
 
     Returns:
-        The path written.
+        The path written. Under several JAX processes (`keras.distribution`)
+        process 0 writes; another process that calls it returns once process
+        0's file holds this ticket, so every process can read it after.
 
     Example:
     >>> import tempfile, os
@@ -152,8 +156,33 @@ def save_ticket(model, path, imp=None):
         "digests": {name: file_io.digest(array) for name, array in arrays.items()},
     }
     arrays["metadata"] = np.array(json.dumps(metadata))
-    file_io.atomic_write(path, lambda f: np.savez_compressed(f, **arrays))
+    if processes.is_writer():
+        with processes.local_only():
+            file_io.atomic_write(path, lambda f: np.savez_compressed(f, **arrays))
+    else:
+        _wait_for_writer(path, metadata["digests"])
     return path
+
+
+def _wait_for_writer(path, digests, timeout=600.0):
+    """Under several JAX processes, returns once process 0 has written this
+    very ticket (its arrays' digests, not a stale file at `path`). A wait on
+    the file, not a collective: a run where process 0 alone saves does not
+    hang."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                if json.loads(str(data["metadata"]))["digests"] == digests:
+                    return
+        except (*file_io.DAMAGED_FILE_ERRORS, KeyError):
+            pass
+        if time.monotonic() > deadline:
+            raise TicketError(
+                f"Process {processes.index()} waited {timeout:.0f} s for process 0 to write "
+                f"the ticket {path}. Every process must see the same path (a filesystem they "
+                "share), and process 0 must save the same model.")
+        time.sleep(0.2)
 
 
 def read_ticket(path):

@@ -28,6 +28,7 @@ import warnings
 from keras_lottery.backend import keras_internals
 from keras_lottery.backend import limits
 from keras_lottery.backend import optimizer_state
+from keras_lottery.backend import processes
 from keras_lottery.core import rewinding
 from keras_lottery.core import wrapping
 from keras_lottery.files import checkpoint as checkpoint_lib
@@ -96,6 +97,7 @@ class IMPRun:
         self.warned, self.stopped_reason = set(), None
         wrapping.install_mask_feed(model)
         limits.check_model(model)
+        processes.check_fit(model)
         checks.check_epochs(settings, params)
         self.plan = RoundPlan.for_model(
             model, schedule=settings.schedule, output_layers=settings.output_layers,
@@ -117,6 +119,7 @@ class IMPRun:
             masks = wrapping.get_masks(model)
             self.state.record_masks(masks)
             self._warn_once("already_pruned", checks.already_pruned_note(model, masks))
+        processes.require_same(self.state.round_start_epoch, "the epoch IMP resumes from")
         self._start_round_log()
         self.first_epoch = True
 
@@ -241,7 +244,9 @@ class IMPRun:
                 model.stop_training = True  # rounds ended early: no epochs left to use
         self.pending_line = summary_line(row, settings.rounds)
         if settings.checkpoint_dir is not None and settings.write_checkpoints:
-            self._save()
+            if processes.is_writer():  # the others resume from process 0's file
+                with processes.local_only():
+                    self._save()
 
     def _advance(self):
         started = time.perf_counter()

@@ -193,3 +193,23 @@ def test_ticket_is_plain_numpy_zip(tmp_path):
     with zipfile.ZipFile(path) as z:
         names = z.namelist()
     assert "metadata.npy" in names and "mask:fc0/kernel.npy" in names
+
+
+def test_a_process_other_than_0_waits_for_this_ticket_not_a_stale_file(tmp_path, monkeypatch):
+    """Several JAX processes: process 0 writes; another returns once the file
+    holds the same ticket, and says so when it never comes."""
+    from keras_lottery.backend import processes
+    from keras_lottery.files import ticket as ticket_lib
+
+    model = kl.wrap(mlp())
+    path = str(tmp_path / "t.npz")
+    kl.save_ticket(model, path)  # process 0's file
+    digests = kl.read_ticket(path).metadata["digests"]
+    monkeypatch.setattr(processes, "is_writer", lambda: False)
+    monkeypatch.setattr(processes, "index", lambda: 1)
+    assert kl.save_ticket(model, path) == path  # the same ticket: returns at once
+    stale = dict(digests, **{next(iter(digests)): "0" * 64})
+    with pytest.raises(kl.TicketError, match="Process 1 waited 0 s for process 0"):
+        ticket_lib._wait_for_writer(path, stale, timeout=0.3)
+    with pytest.raises(kl.TicketError, match="waited"):
+        ticket_lib._wait_for_writer(str(tmp_path / "never.npz"), digests, timeout=0.3)

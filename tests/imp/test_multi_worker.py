@@ -16,6 +16,7 @@ import keras_lottery as kl
 from conftest import classification_data
 from conftest import mirrored_strategy
 from conftest import mlp
+import process_group
 import script_runner
 
 tf = pytest.importorskip("tensorflow")
@@ -143,12 +144,12 @@ def _free_ports(count):
             s.close()
 
 
-class _Cluster:
+class _Cluster(process_group.ProcessGroup):
     """Worker processes that are killed, whatever happens, on exit."""
 
     def __init__(self, tmp_path):
+        super().__init__()
         self.tmp_path = tmp_path
-        self.processes = []
 
     def start(self, workers, name, *args):
         ports = _free_ports(workers)
@@ -168,26 +169,8 @@ class _Cluster:
             process = script_runner.start_script(
                 JOB, [f"--output={output}", *args], env=env, cwd=ROOT,
                 stdout_path=output + ".log")
-            process.log_path = output + ".log"
-            self.processes.append(process)
-            started.append(process)
+            started.append(self.add(process, output + ".log"))
         return started
-
-    def wait(self, processes, timeout=240):
-        deadline = time.monotonic() + timeout
-        for process in processes:
-            process.wait(timeout=max(1, deadline - time.monotonic()))
-        return [p.returncode for p in processes]
-
-    def log(self, process):
-        with open(process.log_path) as f:
-            return f.read()
-
-    def kill_all(self):
-        for process in self.processes:
-            if process.poll() is None:
-                process.kill()
-                process.wait()
 
 
 @pytest.fixture
