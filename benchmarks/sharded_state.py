@@ -167,7 +167,8 @@ def _run_worker(devices, unshared=False):
 
 
 def _table(rows):
-    lines = ["| devices | lottery layouts | lottery MB unsharded | per device (max) | ratio | target (1/n + one weight) | "
+    lines = ["| devices | lottery layouts | lottery MB unsharded | per device (max) | ratio | "
+             "target (1/n + one weight) | "
              "met | host MB at a boundary (pruned weights: MB) | boundary s (median) |",
              "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:

@@ -292,7 +292,8 @@ class Runtime:
         if os.environ.get("KERAS_DISTRIBUTION_NUM_PROCESSES", "1") != "1":
             distribution.initialize()  # reads KERAS_DISTRIBUTION_JOB_ADDRESSES, ..._PROCESS_ID
         # Global, not a scope: fit reads it to split each batch over processes.
-        distribution.set_distribution(distribution.DataParallel(devices=distribution.list_devices()))
+        devices = distribution.list_devices()
+        distribution.set_distribution(distribution.DataParallel(devices=devices))
 
     def scope(self):
         return self._strategy.scope() if self._strategy is not None else contextlib.nullcontext()
@@ -333,9 +334,10 @@ class Runtime:
         keras.distribution splits every batch evenly over the devices and
         processes, so under data_parallel the batch size is rounded down to a
         multiple of the device count and the split padded to a whole number
-        of batches with examples of weight 0: accuracy is exact; Keras' loss divides by the padded count,
-        a constant factor for the split that `loss_corrections` (val_loss)
-        and `evaluate` (test loss) take back out."""
+        of batches with examples of weight 0. Accuracy is then exact; Keras'
+        loss divides by the padded count, a constant factor for the split
+        that `loss_corrections` (val_loss) and `evaluate` (test loss) take
+        back out."""
         devices = self._devices()
         if devices == 1:
             return pipeline(x, y, batch_size)
