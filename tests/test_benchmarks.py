@@ -147,3 +147,19 @@ def test_sharded_state_harness_measures_every_mesh(tmp_path):
     assert two["lottery_bytes_per_device_max"] < 0.7 * one["lottery_bytes_unsharded"]
     assert one["specs_follow_weights"] and two["specs_follow_weights"]
     assert "| devices |" in result.stdout
+
+
+def test_round_seconds_harness_times_every_variant(tmp_path):
+    out = tmp_path / "round_seconds.json"
+    result = script_runner.run_script(
+        os.path.join(ROOT, "benchmarks", "round_seconds.py"),
+        ["--iterations=200", "--repeats=1", f"--output={out}"],
+        env={**os.environ, "PYTHONPATH": ROOT}, cwd=ROOT,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    data = json.loads(out.read_text())
+    assert set(data["seconds"]) == {"train", "validation", "paper"}
+    assert all(len(v) == 1 and v[0] > 0 for v in data["seconds"].values())
+    parts = data["per_paper_round_seconds"]
+    assert parts["total"] == pytest.approx(
+        parts["training_steps"] + parts["validation"] + parts["test_evaluation"])

@@ -603,6 +603,19 @@ def test_paper_claims_over_the_trials(tmp_path):
     # reinit below dense: trial 0 already at 0.21 (88.5 < 89.0); trial 1 only at 0.036.
     below = found["highest density at which reinit's test accuracy falls below dense's"]
     assert below["density"]["values"] == [0.21, 0.036]
+    stays = found["highest density from which reinit stays below dense at every sparser round"]
+    assert stays["density"]["values"] == [0.21, 0.036]
+    # A reinit run below dense at 0.21 but above it at 0.1, below again at
+    # 0.036: the first crossing is 0.21, it stays below only from 0.036.
+    rows = [dict(trial=0, arm=a, round=r, density=d, early_stop_iteration=1000,
+                 test_accuracy_early_stop=acc, shared=(a == "reinit" and r == 0))
+            for a, accs in [("ticket", (0.89, 0.90, 0.90, 0.89)), ("reinit", (0.89, 0.88, 0.895, 0.80))]
+            for r, (d, acc) in enumerate(zip((1.0, 0.21, 0.1, 0.036), accs))]
+    recovered = {c["claim"]: c for c in paper_claims.claims(rows)}
+    assert recovered["highest density at which reinit's test accuracy falls below dense's"][
+        "density"]["values"] == [0.21]
+    assert recovered["highest density from which reinit stays below dense at every sparser round"][
+        "density"]["values"] == [0.036]
     speed = found["ticket speed against reinit at 21.1%"]
     assert speed["ratio"]["values"] == pytest.approx([2.25, 1.6])
 
