@@ -5,6 +5,8 @@ import json
 import os
 import pathlib
 import struct
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -634,3 +636,37 @@ def test_paper_claims_over_the_trials(tmp_path):
     assert "Over 1 trial: mean ± std [min, max]." in (run / "claims.md").read_text()
     assert "| early-stop iteration at 21.1%: ticket / dense | 21.0 ± 0.0 [21.0, 21.0] | 4000 ±" \
         in result.stdout
+
+
+def test_one_shot_lm_seeds_summarises_runs_that_differ_only_in_the_seed(tmp_path):
+    def run(name, seed, dense, magnitude, sparsegpt, width=256):
+        path = tmp_path / name
+        path.mkdir()
+        (path / "config.json").write_text(json.dumps({"seed": seed, "hidden_dim": width}))
+        (path / "results.json").write_text(json.dumps([
+            {"method": "dense", "sparsity": "0", "perplexity": dense},
+            {"method": "magnitude", "sparsity": "0.5", "perplexity": magnitude},
+            {"method": "sparsegpt", "sparsity": "0.5", "perplexity": sparsegpt}]))
+        return str(path)
+
+    runs = [run("a", 0, 4.0, 4.5, 4.1), run("b", 1, 4.2, 4.3, 4.7)]
+    out = tmp_path / "summary"
+    result = _run("one_shot_lm_seeds.py", f"--run_dirs={','.join(runs)}", f"--output_dir={out}")
+    assert result.returncode == 0, result.stderr[-2000:]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["seeds"] == [0, 1]
+    assert summary["cells"]["0.5 magnitude"]["perplexity"]["mean"] == pytest.approx(4.4)
+    assert summary["orderings"]["0.5: sparsegpt < magnitude"] == [True, False]
+    assert summary["orderings"]["0.5: sparsegpt within 10% of dense"] == [True, False]
+    assert "| 0.5: sparsegpt < magnitude | 1 of 2 |" in (out / "summary.md").read_text()
+    assert "--run_dirs=" in summary["command"]
+
+    other = run("c", 2, 4.0, 4.4, 4.1, width=128)
+    result = _run("one_shot_lm_seeds.py", f"--run_dirs={runs[0]},{other}", f"--output_dir={out}")
+    assert result.returncode != 0 and "differ in more than the seed: ['hidden_dim']" in result.stderr
+
+    doctests = subprocess.run(
+        [sys.executable, "-c", "import doctest, examples.one_shot_lm_seeds as m; "
+                               "r = doctest.testmod(m); assert r.attempted and not r.failed, r"],
+        cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True)
+    assert doctests.returncode == 0, doctests.stderr[-2000:]

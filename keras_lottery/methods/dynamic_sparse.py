@@ -46,6 +46,7 @@ import numpy as np
 from keras_lottery.backend import compiled
 from keras_lottery.backend import keras_internals
 from keras_lottery.backend import optimizer_state
+from keras_lottery.backend import processes
 from keras_lottery.core import wrapping
 from keras_lottery.methods import loss_gradients
 from keras_lottery.sparsity import budgets
@@ -136,6 +137,7 @@ class DynamicSparseTraining(keras.callbacks.Callback):
     def on_train_begin(self, logs=None):
         model = self.model
         wrapping.install_mask_feed(model)
+        processes.check_fit(model)
         prunables = wrapping.prunable_weights(model)
         if not prunables:
             raise ValueError(f"DynamicSparseTraining: model '{model.name}' prunes no weight; "

@@ -67,3 +67,15 @@ def test_a_block_of_one_process_lays_out_no_array_over_all(second_of_two):
         assert keras.distribution.distribution() is sentinel
     finally:
         keras.distribution.set_distribution(None)
+
+
+def test_dynamic_sparse_training_checks_the_processes_too(second_of_two, monkeypatch):
+    import keras_lottery as kl
+
+    model = kl.wrap(keras.Sequential([keras.Input((4,)), keras.layers.Dense(8, name="fc")],
+                                     name="net"))
+    model.compile("sgd", "mse")
+    monkeypatch.setattr(keras.distribution, "distribution", lambda: None)
+    with pytest.raises(RuntimeError, match="'net' trains in 2 JAX processes"):
+        model.fit(np.ones((8, 4)), np.ones((8, 8)), epochs=1, verbose=0,
+                  callbacks=[kl.DynamicSparseTraining("set", density=0.5, verbose=0)])
