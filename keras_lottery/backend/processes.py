@@ -1,7 +1,7 @@
 """Several JAX processes under `keras.distribution` (one per host of a
 multi-GPU cluster or TPU slice, started with `keras.distribution.initialize`):
-who writes files, where the processes wait for each other, and the checks
-that keep them training one model.
+who writes files, what only one of them may run, and the checks that keep
+them training one model.
 
 With one process (and on the TensorFlow backend, whose clusters go through
 `keras_lottery.multi_worker` instead) every function here is trivial: one
@@ -61,19 +61,6 @@ def is_writer():
     True
     """
     return index() == 0
-
-
-def barrier(name):
-    """Waits until every process reaches the barrier called `name` (after a
-    file is written, so that the others read it whole).
-
-    Example:
-    >>> barrier("ticket written")
-    """
-    if _jax_processes():
-        from jax.experimental import multihost_utils
-
-        multihost_utils.sync_global_devices(name)
 
 
 @contextlib.contextmanager

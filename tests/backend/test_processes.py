@@ -13,7 +13,6 @@ from keras_lottery.backend import processes
 
 def test_one_process_is_the_writer_and_waits_for_no_one():
     assert (processes.count(), processes.index(), processes.is_writer()) == (1, 0, True)
-    processes.barrier("nothing to wait for")
     processes.require_same(7, "a value")
     processes.check_fit(keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)]))
     processes.require_addressable(keras.Variable(np.zeros((2, 2))))
