@@ -46,9 +46,9 @@ VARIANTS = {
 }
 
 
-def _run(variant, scratch):
+def _run(variant, repeat, scratch):
     eval_every, test_every = VARIANTS[variant](FLAGS.iterations)
-    out = os.path.join(scratch, f"{variant}_{len(os.listdir(scratch))}")
+    out = os.path.join(scratch, f"{variant}_{repeat}")
     command = [sys.executable, "-m", "examples.lenet", f"--dataset={FLAGS.dataset}",
                "--rounds=2", f"--iterations={FLAGS.iterations}",
                f"--eval_every={eval_every}", f"--test_every={test_every}", "--trials=1",
@@ -71,7 +71,7 @@ def main(argv):
     with tempfile.TemporaryDirectory() as scratch:
         for repeat in range(FLAGS.repeats):
             for variant in VARIANTS:
-                row = _run(variant, scratch)[1]  # round 1: compiled already
+                row = _run(variant, repeat, scratch)[1]  # round 1: compiled already
                 seconds[variant].append(row["train_seconds"])
                 print(f"repeat {repeat} {variant}: {row['train_seconds']:.1f} s", flush=True)
     median = {v: statistics.median(s) for v, s in seconds.items()}

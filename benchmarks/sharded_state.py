@@ -56,31 +56,25 @@ def _bytes_per_device(variables):
     return per_device
 
 
-class _HostPeak:
-    """Placed before IMP in the callback list: starts tracing host
-    allocations at each epoch's start; `_HostPeak.after(it)`, placed after
-    IMP, records the peak of the boundary IMP ran in between."""
+def _boundary_peaks():
+    """Two callbacks to put before and after IMP in the callback list, and
+    the list they fill: NumPy's traced peak of host allocations during each
+    round boundary (IMP runs it at an epoch's start, between the two)."""
+    import keras
 
-    def __init__(self):
-        import keras
+    peaks = []
 
-        self.callback = keras.callbacks.LambdaCallback(on_epoch_begin=self._start)
-        self.peaks = []
-
-    def _start(self, epoch, logs=None):
+    def start(epoch, logs=None):
         tracemalloc.start()
         tracemalloc.reset_peak()
 
-    @staticmethod
-    def after(before):
-        import keras
+    def stop(epoch, logs=None):
+        if epoch > 0:  # epoch 0 has no boundary
+            peaks.append(tracemalloc.get_traced_memory()[1])
+        tracemalloc.stop()
 
-        def stop(epoch, logs=None):
-            if epoch > 0:  # epoch 0 has no boundary
-                before.peaks.append(tracemalloc.get_traced_memory()[1])
-            tracemalloc.stop()
-
-        return keras.callbacks.LambdaCallback(on_epoch_begin=stop)
+    return (keras.callbacks.LambdaCallback(on_epoch_begin=start),
+            keras.callbacks.LambdaCallback(on_epoch_begin=stop), peaks)
 
 
 def worker(devices, hidden, rounds, seed, unshared=False):
@@ -118,9 +112,9 @@ def worker(devices, hidden, rounds, seed, unshared=False):
     y = rng.integers(0, 10, 256)
     imp = kl.IterativeMagnitudePruning(rounds=rounds, epochs_per_round=1, rate=0.5, rewind_to=2,
                                        seed=seed, verbose=0)
-    before = _HostPeak()
+    before, after, peaks = _boundary_peaks()
     model.fit(x, y, batch_size=64, epochs=imp.total_epochs, verbose=0,
-              callbacks=[before.callback, imp, _HostPeak.after(before)])
+              callbacks=[before, imp, after])
 
     lottery = [v for _, arrays in _lottery_arrays(model) for v in arrays]
     per_device = _bytes_per_device(lottery)
@@ -145,7 +139,7 @@ def worker(devices, hidden, rounds, seed, unshared=False):
         # NumPy's host allocations during a round boundary (the mask
         # decision reads every pruned weight to the host), against the
         # pruned weights' bytes.
-        "host_peak_bytes_at_boundary": max(before.peaks),
+        "host_peak_bytes_at_boundary": max(peaks),
         "pruned_weight_bytes": sum(int(np.prod(v.shape)) * v.value.dtype.itemsize
                                    for v in weights),
         "boundary_seconds_median": statistics.median(boundaries),

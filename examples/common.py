@@ -157,6 +157,18 @@ def accuracy(logits, labels):
     return float(np.mean(np.argmax(logits, axis=1) == labels))
 
 
+def summary(values):
+    """Mean, std, min and max of `values` over trials or seeds, and the
+    values themselves (figures quote the mean with its range, never one run).
+
+    >>> summary([1.0, 3.0])
+    {'mean': 2.0, 'std': 1.0, 'min': 1.0, 'max': 3.0, 'values': [1.0, 3.0]}
+    """
+    values = np.asarray(values, float)
+    return {"mean": float(values.mean()), "std": float(values.std()),
+            "min": float(values.min()), "max": float(values.max()), "values": values.tolist()}
+
+
 def format_table(header, rows):
     """Fixed-width text table of `rows` (lists of str/float)."""
     cells = [header] + [[_cell(v) for v in row] for row in rows]

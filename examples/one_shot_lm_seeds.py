@@ -14,9 +14,10 @@ import json
 import os
 import sys
 
-import numpy as np
 from absl import app
 from absl import flags
+
+from examples import common
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("run_dirs", None, "Output directories of one_shot_lm runs, one per seed.")
@@ -47,7 +48,7 @@ def summarise(runs):
             cell["perplexity"].append(r["perplexity"])
             cell["vs_dense"].append(round(r["perplexity"] / dense - 1, 4))
         cells.setdefault("dense", {"perplexity": []})["perplexity"].append(dense)
-    summary = {"seeds": seeds, "cells": {k: {name: _stats(v) for name, v in c.items()}
+    summary = {"seeds": seeds, "cells": {k: {name: common.summary(v) for name, v in c.items()}
                                          for k, c in cells.items()}}
     orderings = {}
     for sparsity in sorted({key.split()[0] for key in cells if key != "dense"}):
@@ -63,12 +64,6 @@ def summarise(runs):
                 v <= 0.10 for v in cells[f"{sparsity} sparsegpt"]["vs_dense"]]
     summary["orderings"] = orderings
     return summary
-
-
-def _stats(values):
-    values = [float(v) for v in values]
-    return {"mean": float(np.mean(values)), "std": float(np.std(values)),
-            "min": min(values), "max": max(values), "values": values}
 
 
 def markdown(summary):

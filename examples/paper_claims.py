@@ -14,9 +14,10 @@ import glob
 import json
 import os
 
-import numpy as np
 from absl import app
 from absl import flags
+
+from examples import common
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("run_dir", "runs/lenet", "Output directory of a lenet.py run.")
@@ -56,12 +57,6 @@ def finished_rows(run_dir):
     return rows
 
 
-def _summary(values):
-    values = np.asarray(values, float)
-    return {"mean": float(values.mean()), "std": float(values.std()),
-            "min": float(values.min()), "max": float(values.max()), "values": values.tolist()}
-
-
 def _at(rows, arm, density):
     """Per trial, the row of `arm` at the round nearest `density`."""
     by_trial = {}
@@ -91,20 +86,20 @@ def claims(rows):
         ticket = _at(rows, "ticket", density)
         out.append({
             "claim": f"early-stop iteration at {100 * density:.1f}%: ticket / dense",
-            "density": _summary([ticket[t]["density"] for t in trials]),
-            "ticket": _summary([ticket[t]["early_stop_iteration"] for t in trials]),
-            "dense": _summary([dense[t]["early_stop_iteration"] for t in trials]),
-            "ratio": _summary([ticket[t]["early_stop_iteration"] / dense[t]["early_stop_iteration"]
+            "density": common.summary([ticket[t]["density"] for t in trials]),
+            "ticket": common.summary([ticket[t]["early_stop_iteration"] for t in trials]),
+            "dense": common.summary([dense[t]["early_stop_iteration"] for t in trials]),
+            "ratio": common.summary([ticket[t]["early_stop_iteration"] / dense[t]["early_stop_iteration"]
                                for t in trials]),
         })
     for density in ACCURACY_DENSITIES:
         ticket = _at(rows, "ticket", density)
         out.append({
             "claim": f"test accuracy at {100 * density:.1f}% (at early stop): ticket - dense, points",
-            "density": _summary([ticket[t]["density"] for t in trials]),
-            "ticket": _summary([100 * ticket[t]["test_accuracy_early_stop"] for t in trials]),
-            "dense": _summary([100 * dense[t]["test_accuracy_early_stop"] for t in trials]),
-            "difference": _summary([100 * (ticket[t]["test_accuracy_early_stop"]
+            "density": common.summary([ticket[t]["density"] for t in trials]),
+            "ticket": common.summary([100 * ticket[t]["test_accuracy_early_stop"] for t in trials]),
+            "dense": common.summary([100 * dense[t]["test_accuracy_early_stop"] for t in trials]),
+            "difference": common.summary([100 * (ticket[t]["test_accuracy_early_stop"]
                                            - dense[t]["test_accuracy_early_stop"]) for t in trials]),
         })
     if any(row["arm"] == "reinit" for row in rows):
@@ -115,7 +110,7 @@ def claims(rows):
                      and r["test_accuracy_early_stop"] < dense[t]["test_accuracy_early_stop"]]
             below.append(max(under) if under else float("nan"))
         out.append({"claim": "highest density at which reinit's test accuracy falls below dense's",
-                    "density": _summary(below)})
+                    "density": common.summary(below)})
         # The first crossing is one noisy round; from where on does it stay below?
         stays = []
         for t in trials:
@@ -125,15 +120,15 @@ def claims(rows):
             held = [d for i, (d, _) in enumerate(runs) if all(b for _, b in runs[:i + 1])]
             stays.append(max(held) if held else float("nan"))
         out.append({"claim": "highest density from which reinit stays below dense at every "
-                             "sparser round", "density": _summary(stays)})
+                             "sparser round", "density": common.summary(stays)})
         ticket, again = _at(rows, "ticket", SPEED_DENSITY), _at(rows, "reinit", SPEED_DENSITY)
         out.append({
             "claim": f"ticket speed against reinit at {100 * SPEED_DENSITY:.1f}%: "
                      "reinit early-stop iteration / ticket",
-            "density": _summary([ticket[t]["density"] for t in trials]),
-            "ticket": _summary([ticket[t]["early_stop_iteration"] for t in trials]),
-            "reinit": _summary([again[t]["early_stop_iteration"] for t in trials]),
-            "ratio": _summary([again[t]["early_stop_iteration"] / ticket[t]["early_stop_iteration"]
+            "density": common.summary([ticket[t]["density"] for t in trials]),
+            "ticket": common.summary([ticket[t]["early_stop_iteration"] for t in trials]),
+            "reinit": common.summary([again[t]["early_stop_iteration"] for t in trials]),
+            "ratio": common.summary([again[t]["early_stop_iteration"] / ticket[t]["early_stop_iteration"]
                                for t in trials]),
         })
     return out

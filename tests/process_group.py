@@ -5,13 +5,12 @@ import time
 
 
 class ProcessGroup:
-    """Example (in a fixture):
+    """A context manager: leaving it kills every process still running.
 
-        group = ProcessGroup()
-        try:
+    Example (a fixture):
+
+        with ProcessGroup() as group:
             yield group
-        finally:
-            group.kill_all()
     """
 
     def __init__(self):
@@ -35,6 +34,12 @@ class ProcessGroup:
         with open(process.log_path) as f:
             text = f.read()
         return text if tail is None else text[-tail:]
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.kill_all()
 
     def kill_all(self):
         for process in self.processes:

@@ -11,17 +11,24 @@ import script_runner
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def _step_time(tmp_path, name, backends, models):
+def _run(tmp_path, name, *args):
+    """Runs `python -m benchmarks.<name> *args --output=...` as a user does;
+    returns its result and the JSON it wrote."""
     out = tmp_path / f"{name}.json"
     result = script_runner.run_script(
-        os.path.join(ROOT, "benchmarks", "step_time.py"),
-        [f"--backends={','.join(backends)}", f"--models={','.join(models)}",
-         "--steps=10", "--conv_steps=1", "--repeats=1", "--settings=first", f"--output={out}"],
+        os.path.join(ROOT, "benchmarks", f"{name}.py"), [*args, f"--output={out}"],
         env={**os.environ, "PYTHONPATH": ROOT}, cwd=ROOT,
     )
     assert result.returncode == 0, result.stderr[-3000:]
+    return result, json.loads(out.read_text())
+
+
+def _step_time(tmp_path, backends, models):
+    result, data = _run(tmp_path, "step_time", f"--backends={','.join(backends)}",
+                        f"--models={','.join(models)}", "--steps=10", "--conv_steps=1",
+                        "--repeats=1", "--settings=first")
     assert "| model | backend |" in result.stdout
-    return json.loads(out.read_text())["rows"]
+    return data["rows"]
 
 
 def test_step_time_harness_produces_every_row(tmp_path, capsys):
@@ -34,7 +41,7 @@ def test_step_time_harness_produces_every_row(tmp_path, capsys):
     # subprocess path is the same for every model, and each worker process
     # imports TensorFlow anew.
     backends = ["tensorflow"]
-    rows = _step_time(tmp_path, "rows", backends, ["lenet"])
+    rows = _step_time(tmp_path, backends, ["lenet"])
     assert len(rows) == len(backends)  # --settings=first: one setting per backend
     step_time.worker("tensorflow", "encoder", steps=10, repeats=1, batch=60, settings="first")
     rows += json.loads(capsys.readouterr().out.strip().splitlines()[-1])
@@ -55,14 +62,8 @@ def test_competitors_harness_produces_every_row(tmp_path):
     tools = ["keras_lottery", "keras_lottery_fast"]
     tools += ["tfmot"] if _importable("tensorflow_model_optimization") and _importable("tf_keras") else []
     tools += ["torch_prune"] if _importable("torch") else []
-    out = tmp_path / "competitors.json"
-    result = script_runner.run_script(
-        os.path.join(ROOT, "benchmarks", "competitors.py"),
-        [f"--tools={','.join(tools)}", "--steps=5", "--repeats=2", f"--output={out}"],
-        env={**os.environ, "PYTHONPATH": ROOT}, cwd=ROOT,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    data = json.loads(out.read_text())
+    result, data = _run(tmp_path, "competitors", f"--tools={','.join(tools)}", "--steps=5",
+                        "--repeats=2")
     assert [row["tool"] for row in data["rows"]] == tools
     for row in data["rows"]:
         assert len(row["ms_per_step_all"]) == 2 and row["ms_per_step"] > 0
@@ -80,14 +81,8 @@ def test_competitors_harness_produces_every_row(tmp_path):
 
 
 def test_imp_overheads_harness_produces_every_row(tmp_path):
-    out = tmp_path / "imp_overheads.json"
-    result = script_runner.run_script(
-        os.path.join(ROOT, "benchmarks", "imp_overheads.py"),
-        ["--rounds=3", "--steps=10", "--global_weights=200000", f"--output={out}"],
-        env={**os.environ, "PYTHONPATH": ROOT}, cwd=ROOT,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    data = json.loads(out.read_text())
+    result, data = _run(tmp_path, "imp_overheads", "--rounds=3", "--steps=10",
+                        "--global_weights=200000")
     assert len(data["round_boundary_s_all"]) == 2  # one per boundary of 3 rounds
     assert 0 < data["round_boundary_fraction"] < 1
     assert data["train_step_traces_round0"] >= 1
@@ -106,15 +101,9 @@ def _importable(name):
 
 
 def test_iterative_scorers_harness_produces_every_row_and_its_table(tmp_path):
-    out = tmp_path / "scorers.json"
-    result = script_runner.run_script(
-        os.path.join(ROOT, "benchmarks", "iterative_scorers.py"),
-        ["--dataset=digits", "--scorers=magnitude,snip,synflow", "--seeds=0,1", "--rounds=2",
-         "--score_batches=1", f"--output={out}"],
-        env={**os.environ, "PYTHONPATH": ROOT}, cwd=ROOT,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    saved = json.loads(out.read_text())
+    result, saved = _run(tmp_path, "iterative_scorers", "--dataset=digits",
+                         "--scorers=magnitude,snip,synflow", "--seeds=0,1", "--rounds=2",
+                         "--score_batches=1")
     assert {(r["scorer"], r["seed"], r["round"]) for r in saved["rows"]} == {
         (s, seed, r) for s in ("magnitude", "snip", "synflow") for seed in (0, 1) for r in (0, 1)}
     round1 = {s["scorer"]: s for s in saved["summary"] if s["round"] == 1}
@@ -126,14 +115,7 @@ def test_iterative_scorers_harness_produces_every_row_and_its_table(tmp_path):
 
 def test_sharded_state_harness_measures_every_mesh(tmp_path):
     pytest.importorskip("jax")
-    out = tmp_path / "sharded_state.json"
-    result = script_runner.run_script(
-        os.path.join(ROOT, "benchmarks", "sharded_state.py"),
-        ["--devices=1,2", "--hidden=16", "--rounds=2", f"--output={out}"],
-        env={**os.environ, "PYTHONPATH": ROOT}, cwd=ROOT,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    data = json.loads(out.read_text())
+    result, data = _run(tmp_path, "sharded_state", "--devices=1,2", "--hidden=16", "--rounds=2")
     assert [(row["devices"], row["layouts_shared"]) for row in data["rows"]] == [
         (1, True), (2, True), (2, False)]
     assert data["same_counts_on_every_mesh"]
@@ -150,14 +132,7 @@ def test_sharded_state_harness_measures_every_mesh(tmp_path):
 
 
 def test_round_seconds_harness_times_every_variant(tmp_path):
-    out = tmp_path / "round_seconds.json"
-    result = script_runner.run_script(
-        os.path.join(ROOT, "benchmarks", "round_seconds.py"),
-        ["--iterations=200", "--repeats=1", f"--output={out}"],
-        env={**os.environ, "PYTHONPATH": ROOT}, cwd=ROOT,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    data = json.loads(out.read_text())
+    _, data = _run(tmp_path, "round_seconds", "--iterations=200", "--repeats=1")
     assert set(data["seconds"]) == {"train", "validation", "paper"}
     assert all(len(v) == 1 and v[0] > 0 for v in data["seconds"].values())
     parts = data["per_paper_round_seconds"]

@@ -560,7 +560,7 @@ def test_sparse_training_runs_every_method_and_resumes(tmp_path):
     assert "Traceback" not in still.stderr
 
 
-@pytest.mark.parametrize("module", ["harness", "method_results", "method_trial", "paper_claims", "quiet_start",
+@pytest.mark.parametrize("module", ["common", "harness", "method_results", "method_trial", "paper_claims", "quiet_start",
                                     "run_config"])
 def test_example_helper_docstrings(module):
     """The shared helpers' docstring examples run (the scripts' own, which

@@ -58,11 +58,8 @@ class _Processes(process_group.ProcessGroup):
 
 @pytest.fixture
 def jobs(tmp_path):
-    j = _Processes(tmp_path)
-    try:
-        yield j
-    finally:
-        j.kill_all()
+    with _Processes(tmp_path) as group:
+        yield group
 
 
 def test_two_processes_match_one_and_process_0_writes_every_file(jobs, tmp_path):

@@ -20,16 +20,16 @@ from keras_lottery.core import rewinding
 from keras_lottery.core import wrapping
 
 
-def check_not_run_before(run, started, resumable):
-    """A callback runs once: a second `fit` with it (`started`) is refused
-    unless it resumes from its own checkpoint (`resumable`). `run` is its
-    `IMPRun`.
+def check_not_run_before(run, resumable):
+    """A callback runs once: a second `fit` with it (`run.started`) is
+    refused unless it resumes from its own checkpoint (`resumable`). `run` is
+    its `IMPRun`.
 
     Example:
     >>> imp = keras_lottery.IterativeMagnitudePruning(rounds=2, epochs_per_round=1)
-    >>> check_not_run_before(imp.run, started=False, resumable=False)  # a first run
+    >>> check_not_run_before(imp.run, resumable=False)  # a first run
     """
-    if not started or resumable:
+    if not run.started or resumable:
         return
     raise RuntimeError(
         "This IterativeMagnitudePruning callback has already run "

@@ -3,8 +3,9 @@
 `RoundLog` follows one round epoch by epoch: the steps it has taken, the
 best value of the monitored quantity and the step it was reached at (the
 paper's early-stopping iteration): better means "min", "max", or what the
-IMP callback's Keras `MonitorCallback` base says for `mode="auto"`. `row()` turns it into the round's results
-row; `summary_line(row)` is the one line printed per round.
+IMP callback's Keras `MonitorCallback` base says for `mode="auto"`. `row()`
+turns it into the round's results row; `summary_line(row)` is the one line
+printed per round.
 
 Example:
 >>> log = RoundLog("val_loss", "min")

@@ -76,11 +76,16 @@ class IMPRun:
         path = self.settings.checkpoint_path
         return path is not None and os.path.exists(path)
 
+    def _resume_from(self):
+        """`(path, shared)`: the checkpoint a run resumes from (its own, or
+        `start_from`, shared with another run), or `(None, False)`."""
+        if self.has_checkpoint():
+            return self.settings.checkpoint_path, False
+        return self.settings.start_from, self.settings.start_from is not None
+
     def initial_epoch(self):
         """The epoch a `fit` continues at (see the callback's property)."""
-        path = self.settings.checkpoint_path
-        if path is None or not os.path.exists(path):
-            path = self.settings.start_from
+        path, _ = self._resume_from()
         if path is None or not os.path.exists(path):
             return 0
         _, metadata = checkpoint_lib.read(path)
@@ -92,7 +97,7 @@ class IMPRun:
     def begin(self, model, params):
         """`on_train_begin`: checks, the round plan, θ0 or the checkpoint."""
         settings = self.settings
-        checks.check_not_run_before(self, self.started, resumable=self.has_checkpoint())
+        checks.check_not_run_before(self, resumable=self.has_checkpoint())
         self.started, self.model, self.params = True, model, params
         self.warned, self.stopped_reason = set(), None
         wrapping.install_mask_feed(model)
@@ -324,11 +329,8 @@ class IMPRun:
 
     def _restore(self):
         settings = self.settings
-        if self.has_checkpoint():
-            path, shared = settings.checkpoint_path, False
-        elif settings.start_from is not None:
-            path, shared = settings.start_from, True
-        else:
+        path, shared = self._resume_from()
+        if path is None:
             return False
         # A run starting from another's checkpoint has its own control and seed.
         self.state = imp_state.load(path, self.model, settings.config(self.plan.keys),

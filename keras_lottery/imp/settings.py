@@ -139,11 +139,6 @@ class IMPSettings:
         }
         return imp_state.run_config(settings, self.schedule, self.early_bird, keys)
 
-    @property
-    def needs_batch_hooks(self):
-        """Whether the run watches batches (see `watches_batches`)."""
-        return watches_batches(self.rewind_to, self.round_callbacks)
-
 
 def watches_batches(rewind_to, round_callbacks):
     """Whether a run with these `rewind_to` and `round_callbacks` (checked

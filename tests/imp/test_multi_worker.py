@@ -175,11 +175,8 @@ class _Cluster(process_group.ProcessGroup):
 
 @pytest.fixture
 def cluster(tmp_path):
-    c = _Cluster(tmp_path)
-    try:
-        yield c
-    finally:
-        c.kill_all()
+    with _Cluster(tmp_path) as group:
+        yield group
 
 
 def _result(tmp_path, name):

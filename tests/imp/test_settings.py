@@ -13,6 +13,7 @@ import keras_lottery as kl
 from keras_lottery.imp import schedules
 from keras_lottery.imp import state as imp_state
 from keras_lottery.imp.settings import IMPSettings
+from keras_lottery.imp.settings import watches_batches
 
 
 def test_the_callbacks_arguments_are_the_settings_fields():
@@ -58,7 +59,10 @@ class _Watcher(keras.callbacks.Callback):
     ({"round_callbacks": [_Watcher()]}, True),
 ])
 def test_batch_hooks_only_when_the_run_watches_batches(kwargs, needs):
-    assert IMPSettings(rounds=2, epochs_per_round=1, **kwargs).needs_batch_hooks is needs
+    settings = IMPSettings(rounds=2, epochs_per_round=1, **kwargs)
+    # the same answer from the arguments as passed and as checked
+    assert watches_batches(kwargs.get("rewind_to"), kwargs.get("round_callbacks")) is needs
+    assert watches_batches(settings.rewind_to, settings.round_callbacks) is needs
     imp = kl.IterativeMagnitudePruning(rounds=2, epochs_per_round=1, **kwargs)
     overrides = type(imp).on_train_batch_end is not keras.callbacks.Callback.on_train_batch_end
     assert overrides is needs
